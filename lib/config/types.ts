@@ -1,0 +1,40 @@
+// The one validated, frozen configuration every part of the gateway reads.
+// Durations are milliseconds; addresses are parsed once here, never on the hot path.
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+  /** As written by the user, for messages. */
+  readonly text: string;
+}
+
+export interface Config {
+  /** Path of the --config YAML file, if one was read. */
+  readonly configFile: string | undefined;
+  /** Plaintext h2c (prior knowledge) listener. */
+  readonly listen: ListenAddress;
+  /** TLS listener; only opened when tlsCert and tlsKey are both set. */
+  readonly tlsListen: ListenAddress;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  /** Directory of Function YAML files (file source). */
+  readonly functions: string | undefined;
+  /** Use the Kubernetes source instead of --functions. */
+  readonly kubernetes: boolean;
+  /** Kubernetes namespace to watch; undefined = all namespaces. */
+  readonly namespace: string | undefined;
+  /** API keys YAML file. */
+  readonly apiKeys: string | undefined;
+  readonly jwksUrl: string | undefined;
+  readonly jwksFile: string | undefined;
+  readonly jwtIssuer: string | undefined;
+  readonly jwtAudience: string | undefined;
+  readonly idleTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly sessionLingerMs: number;
+  readonly admin: ListenAddress;
+  readonly workers: number;
+  readonly logLevel: LogLevel;
+}

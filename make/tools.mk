@@ -1,0 +1,2 @@
+# Test tools (filled in by the tools target): Python grpcio venv, grpcurl.
+tools:
