@@ -4,7 +4,9 @@
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface ListenAddress {
+  /** Ready for net.Server#listen: no brackets around IPv6; "0.0.0.0" when written as ":port". */
   readonly host: string;
+  /** 0 asks the OS for a free port (tests). */
   readonly port: number;
   /** As written by the user, for messages. */
   readonly text: string;
