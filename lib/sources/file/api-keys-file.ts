@@ -1,0 +1,137 @@
+// Local-mode API keys (`--api-keys FILE`):
+//   keys:
+//     - name: alice
+//       sha256: <64 hex chars>        # SHA-256 of the key; the key itself is never stored
+//       functions: [fn-a, fn-b]       # or "*" (all functions)
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { ManifestError, fieldChecker } from '../../registry/function-manifest.ts';
+import type { ApiKeyRecord } from '../../registry/types.ts';
+import type { Logger } from '../../telemetry/log.ts';
+import { locateError, parseYamlFile } from './yaml-file.ts';
+import { statSignature, watchDirectory } from './watch.ts';
+import type { Closable, WatchTiming } from './watch.ts';
+
+// Names reach functions as the `fngate-subject` header and appear in logs: visible ASCII only.
+const KEY_NAME = /^[\x21-\x7e]{1,253}$/;
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+/** Validates the parsed document of a keys file. */
+export function parseApiKeys(doc: unknown, origin: string): ApiKeyRecord[] {
+  const c = fieldChecker(origin);
+  const root = c.object(doc, []);
+  c.onlyKnown(root, [], ['keys']);
+  const list = root['keys'];
+  if (list === undefined) c.fail(['keys'], 'required (write `keys: []` for none)');
+  if (!Array.isArray(list)) return c.fail(['keys'], 'must be a list');
+
+  const byName = new Set<string>();
+  const byHash = new Map<string, string>();
+  return list.map((item: unknown, i): ApiKeyRecord => {
+    const path = ['keys', i];
+    const entry = c.object(item, path);
+    c.onlyKnown(entry, path, ['name', 'sha256', 'functions']);
+
+    const name = c.string(entry['name'], [...path, 'name']);
+    if (!KEY_NAME.test(name)) c.fail([...path, 'name'], 'must be 1-253 visible ASCII characters (no spaces)');
+    if (byName.has(name)) c.fail([...path, 'name'], `duplicate ${JSON.stringify(name)}`);
+    byName.add(name);
+
+    const hex = c.string(entry['sha256'], [...path, 'sha256']);
+    if (!SHA256_HEX.test(hex)) c.fail([...path, 'sha256'], 'must be 64 hex characters (the SHA-256 of the key)');
+    const sha256 = hex.toLowerCase();
+    const owner = byHash.get(sha256);
+    if (owner !== undefined) c.fail([...path, 'sha256'], `same key as ${JSON.stringify(owner)}`);
+    byHash.set(sha256, name);
+
+    const fp = [...path, 'functions'];
+    const raw = entry['functions'];
+    if (raw === '*') return { name, sha256, functions: '*' };
+    if (raw === undefined || raw === null) c.fail(fp, 'required (a list of function ids, or "*")');
+    if (!Array.isArray(raw)) return c.fail(fp, 'must be a list of function ids, or "*"');
+    if (raw.length === 0) c.fail(fp, 'must not be empty (list function ids, or "*" for all)');
+    const ids = raw.map((id: unknown, j) => (id === '*' ? id : c.id(id, [...fp, j])));
+    return { name, sha256, functions: ids.includes('*') ? '*' : new Set(ids) };
+  });
+}
+
+/** Parses a keys file's text; errors carry `file:line`. */
+export function parseApiKeysFile(text: string, file: string): ApiKeyRecord[] {
+  const docs = parseYamlFile(text, file);
+  const [doc, extra] = docs;
+  if (doc === undefined) throw new ManifestError(file, [], 'empty file (write `keys: []` for no keys)');
+  if (extra !== undefined) throw new ManifestError(`${file}:${extra.lineOf([]) ?? '?'}`, [], 'expected a single YAML document');
+  try {
+    return parseApiKeys(doc.value, file);
+  } catch (err) {
+    throw err instanceof ManifestError ? locateError(err, file, doc) : err;
+  }
+}
+
+export async function loadApiKeysFile(path: string): Promise<ApiKeyRecord[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`api keys file ${path}: ${code === 'ENOENT' ? 'does not exist' : (err as Error).message}`);
+  }
+  return parseApiKeysFile(text, path);
+}
+
+/**
+ * Calls `onChange` with the full key set after the first successful read and after every
+ * change. The file's directory is watched, not the file: editors and Kubernetes replace
+ * files by rename, which a watch on the old inode would never see. An invalid or missing
+ * file logs an error and keeps the last good set (revoking means removing the entry).
+ */
+export function watchApiKeysFile(
+  path: string,
+  onChange: (records: ApiKeyRecord[]) => void,
+  log: Logger,
+  timing: WatchTiming = {},
+): Closable {
+  const base = basename(path);
+  let signature: string | undefined;
+  let unreadable = false;
+  /** Text last read, good or bad: the same bad text is reported once. */
+  let lastText: string | undefined;
+
+  const check = async (): Promise<(() => void) | undefined> => {
+    let text: string;
+    try {
+      const next = statSignature(await stat(path));
+      if (next !== undefined && next === signature) return undefined;
+      signature = next;
+      text = await readFile(path, 'utf8');
+      unreadable = false;
+    } catch (err) {
+      if (!unreadable) log.error('cannot read api keys file; keeping the last good keys', { file: path, error: (err as Error).message });
+      unreadable = true;
+      signature = undefined;
+      return undefined;
+    }
+    if (text === lastText) return undefined;
+    lastText = text;
+    let records: ApiKeyRecord[];
+    try {
+      records = parseApiKeysFile(text, path);
+    } catch (err) {
+      log.error('invalid api keys file; keeping the last good keys', { file: path, error: (err as Error).message });
+      return undefined;
+    }
+    log.info('api keys loaded', { file: path, keys: records.length });
+    return () => onChange(records);
+  };
+
+  return watchDirectory({
+    dir: dirname(path),
+    debounceMs: timing.debounceMs ?? 100,
+    pollMs: timing.pollMs ?? 1000,
+    fsWatch: timing.fsWatch ?? true,
+    // The file itself, or Kubernetes' atomic ..data swap behind a mounted Secret/ConfigMap.
+    accept: (name) => name === base || name.startsWith('..'),
+    check,
+    log,
+  });
+}

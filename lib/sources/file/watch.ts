@@ -1,0 +1,143 @@
+// Change detection for the file sources: fs.watch on a directory for a prompt reaction,
+// plus a periodic check because inotify misses some replacements (renames across mounts,
+// Kubernetes' ..data symlink swaps, network filesystems). Both only *trigger* `check`,
+// which decides by itself whether anything really changed.
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { Logger } from '../../telemetry/log.ts';
+
+export interface WatchTiming {
+  /** Quiet time after the last fs event before checking (editors write in bursts). */
+  readonly debounceMs?: number;
+  /** Safety-net check interval. */
+  readonly pollMs?: number;
+  /** false = poll only (tests of the safety net). */
+  readonly fsWatch?: boolean;
+}
+
+export interface DirWatchOptions {
+  readonly dir: string;
+  readonly debounceMs: number;
+  readonly pollMs: number;
+  readonly fsWatch: boolean;
+  /** Which entry names' events matter; null names (some platforms) always do. */
+  readonly accept: (filename: string) => boolean;
+  /**
+   * Looks for changes; returns the notification to deliver, if any (dropped if the watch
+   * was closed meanwhile). Never runs concurrently with itself: a trigger during a run
+   * queues one more run.
+   */
+  readonly check: () => Promise<(() => void) | undefined>;
+  readonly log: Logger;
+}
+
+export interface Closable {
+  close(): void;
+}
+
+// Some filesystems keep timestamps to the second or coarser, so a same-size rewrite soon
+// after the last one can leave the stat identity unchanged (git's "racy clean" problem).
+const RACY_MS = 2000;
+
+/**
+ * A stat-based identity that changes when a file is rewritten or replaced; undefined
+ * (= "read it again") while the file's mtime is too recent to be trusted.
+ */
+export function statSignature(s: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string | undefined {
+  if (Date.now() - s.mtimeMs < RACY_MS) return undefined;
+  return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+}
+
+/** Runs `check` once right away, then whenever the directory changes. */
+export function watchDirectory(opts: DirWatchOptions): Closable {
+  const { dir, log } = opts;
+  let closed = false;
+  let running = false;
+  let again = false;
+  let debounce: NodeJS.Timeout | undefined;
+  let watcher: FSWatcher | undefined;
+  let watchedIno: number | undefined;
+  let attaching = false;
+  let watchFailureLogged = false;
+
+  const run = async (): Promise<void> => {
+    if (closed) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      const notify = await opts.check();
+      if (!closed) notify?.();
+    } catch (err) {
+      log.error('file source check failed', { dir, error: String(err) });
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        void run();
+      }
+    }
+  };
+
+  const stopWatcher = (): void => {
+    watcher?.close();
+    watcher = undefined;
+  };
+
+  // (Re)attach fs.watch; a directory replaced by a new one (new inode) needs a new watch.
+  const ensureWatcher = async (): Promise<void> => {
+    if (!opts.fsWatch || attaching) return;
+    attaching = true;
+    let ino: number;
+    try {
+      ino = (await stat(dir)).ino;
+    } catch {
+      stopWatcher();
+      return; // gone for now; the poll keeps trying
+    } finally {
+      attaching = false;
+    }
+    if (closed || (watcher !== undefined && ino === watchedIno)) return;
+    stopWatcher();
+    try {
+      const w = watch(dir, { persistent: false }, (_event, filename) => {
+        if (filename !== null && !opts.accept(filename)) return;
+        clearTimeout(debounce);
+        debounce = setTimeout(() => void run(), opts.debounceMs);
+        debounce.unref();
+      });
+      w.on('error', (err) => {
+        log.warn('file watch failed; relying on periodic checks', { dir, error: String(err) });
+        w.close();
+        if (watcher === w) watcher = undefined;
+      });
+      watcher = w;
+      watchedIno = ino;
+      watchFailureLogged = false;
+    } catch (err) {
+      // E.g. the inotify watch limit: retried every poll, reported once.
+      if (!watchFailureLogged) log.warn('cannot watch directory; relying on periodic checks', { dir, error: String(err) });
+      watchFailureLogged = true;
+    }
+  };
+
+  const poll = setInterval(() => {
+    void ensureWatcher();
+    void run();
+  }, opts.pollMs);
+  poll.unref();
+  void ensureWatcher();
+  void run();
+
+  return {
+    close() {
+      closed = true;
+      clearInterval(poll);
+      clearTimeout(debounce);
+      stopWatcher();
+    },
+  };
+}
