@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+// fngate: serve | local | keys. Start-up errors print one line naming what was wrong and
+// exit non-zero; SIGTERM/SIGINT drain (GOAWAY, open streams finish) and exit 0.
+import cluster from 'node:cluster';
+import { runKeysCommand } from '../lib/auth/keys-command.ts';
+import { ConfigError, HelpRequested, loadConfig, usage } from '../lib/config/load.ts';
+import type { Config } from '../lib/config/types.ts';
+import { localInstructions, startLocal } from '../lib/local/local-mode.ts';
+import { startServe } from '../lib/serve/serve.ts';
+import { createLogger, type Logger } from '../lib/telemetry/log.ts';
+
+const USAGE = `Usage: fngate <command> [flags]
+
+Commands:
+  serve    run the gateway (see: fngate serve --help)
+  local    the embedded default: serve + an example Greeter function + a demo key
+  keys     create API keys (see: fngate keys --help)
+`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'local':
+      return local(rest);
+    case 'keys':
+      return runKeysCommand(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`fngate: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+/** Parses flags; undefined when start-up should stop with `code`. */
+function config(argv: readonly string[], command: string): Config | number {
+  try {
+    return loadConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(usage(`fngate ${command}`));
+      return 0;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`fngate: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+async function serve(argv: readonly string[]): Promise<number> {
+  const cfg = config(argv, 'serve');
+  if (typeof cfg === 'number') return cfg;
+  const log = createLogger(cfg.logLevel);
+  if (cfg.workers > 1 && cluster.isPrimary) return supervise(cfg.workers, log);
+  const running = await startServe(cfg, log);
+  return untilSignal(log, () => running.drain());
+}
+
+async function local(argv: readonly string[]): Promise<number> {
+  const cfg = config(argv, 'local'); // validates the flags (and answers --help) before anything starts
+  if (typeof cfg === 'number') return cfg;
+  const log = createLogger(cfg.logLevel);
+  const running = await startLocal(argv, process.env, log);
+  process.stdout.write(localInstructions(running));
+  return untilSignal(log, () => running.stop());
+}
+
+/** --workers N: N processes share the listeners (the primary only supervises). */
+function supervise(workers: number, log: Logger): Promise<number> {
+  for (let i = 0; i < workers; i++) cluster.fork();
+  let stopping = false;
+  cluster.on('exit', (worker, code, signal) => {
+    if (!stopping) {
+      log.error('worker exited; starting another', { pid: worker.process.pid, code, signal });
+      cluster.fork();
+    }
+  });
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+      cluster.on('exit', () => {
+        if (Object.keys(cluster.workers ?? {}).length === 0) resolve(0);
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+/** Runs until SIGTERM/SIGINT, then drains; a second signal exits at once. */
+function untilSignal(log: Logger, drain: () => Promise<void>): Promise<number> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      log.info('signal received, draining', { signal });
+      process.once(signal, () => {
+        log.warn('second signal: exiting without waiting for open streams');
+        process.exit(1);
+      });
+      drain().then(
+        () => resolve(0),
+        (err: Error) => {
+          log.error('drain failed', { error: err.message });
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`fngate: ${err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,265 @@
+// One client stream <-> one upstream stream: headers, body (with backpressure both ways),
+// trailers, cancel and deadline. The hot path: handlers are shared module-level functions
+// that find their call through a symbol on the stream, so an RPC allocates one call object
+// and no closures.
+import http2, {
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import { grpcError, respondTrailersOnly, Status, statusFields, type GrpcError, type StatusCode } from '../grpc/status.ts';
+import { MAX_TIMER_MS } from '../grpc/timeout.ts';
+import type { Session } from '../sessions/session.ts';
+import { sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** Observes how each forwarded call ended (metrics, access log). */
+export interface CallObserver {
+  callEnded(call: Readonly<CallOutcome>): void;
+}
+
+export interface CallOutcome {
+  readonly session: Session;
+  readonly path: string;
+  /** grpc-status the client got, as a number; undefined if the client went away first. */
+  readonly status: number | undefined;
+  readonly startedAt: number;
+}
+
+const AWAITING_RESPONSE = 0;
+const STREAMING = 1;
+const FINISHED = 2;
+type CallState = typeof AWAITING_RESPONSE | typeof STREAMING | typeof FINISHED;
+
+const kCall = Symbol('fngate.call');
+interface CarriesCall {
+  [kCall]: ForwardedCall;
+}
+
+class ForwardedCall implements CallOutcome {
+  readonly client: ServerHttp2Stream;
+  readonly upstream: ClientHttp2Stream;
+  readonly session: Session;
+  readonly path: string;
+  readonly startedAt: number;
+  readonly observer: CallObserver | undefined;
+  state: CallState = AWAITING_RESPONSE;
+  /** Trailers to send when the client stream asks for them. */
+  trailers: OutgoingHttpHeaders | undefined;
+  upstreamEnded = false;
+  /** Set when the upstream connection (not the function) failed. */
+  connectionError: string | undefined;
+  deadline: NodeJS.Timeout | undefined;
+  status: number | undefined;
+
+  constructor(client: ServerHttp2Stream, upstream: ClientHttp2Stream, session: Session, path: string, observer: CallObserver | undefined) {
+    this.client = client;
+    this.upstream = upstream;
+    this.session = session;
+    this.path = path;
+    this.observer = observer;
+    this.startedAt = performance.now();
+  }
+}
+
+function callOf(stream: ServerHttp2Stream | ClientHttp2Stream): ForwardedCall {
+  return (stream as unknown as CarriesCall)[kCall];
+}
+
+/**
+ * Forwards one RPC over the session's upstream connection. `timeoutMs` is the parsed
+ * grpc-timeout (undefined: none); the header itself is passed on unchanged.
+ */
+export function forwardCall(
+  client: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  session: Session,
+  subject: string,
+  timeoutMs: number | undefined,
+  observer?: CallObserver,
+): void {
+  const upstream = session.upstream.request(toFunctionHeaders(headers, subject));
+  const call = new ForwardedCall(client, upstream, session, headers[':path'] ?? '', observer);
+  (client as unknown as CarriesCall)[kCall] = call;
+  (upstream as unknown as CarriesCall)[kCall] = call;
+
+  client.on('data', onClientData);
+  client.on('end', onClientEnd);
+  client.on('drain', onClientDrain);
+  client.on('wantTrailers', onWantTrailers);
+  client.on('close', onClientClose);
+  // The client stream's 'error' listener is the gateway's; errors end in 'close' either way.
+
+  upstream.on('response', onUpstreamResponse);
+  upstream.on('data', onUpstreamData);
+  upstream.on('trailers', onUpstreamTrailers);
+  upstream.on('end', onUpstreamEnd);
+  upstream.on('drain', onUpstreamDrain);
+  upstream.on('error', onUpstreamError);
+  upstream.on('close', onUpstreamClose);
+
+  if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
+    call.deadline = setTimeout(onDeadline, timeoutMs, call);
+  }
+}
+
+// --- client -> function ---------------------------------------------------------------
+
+function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
+  const { upstream } = callOf(this);
+  if (!upstream.write(chunk)) this.pause();
+}
+
+function onUpstreamDrain(this: ClientHttp2Stream): void {
+  callOf(this).client.resume();
+}
+
+function onClientEnd(this: ServerHttp2Stream): void {
+  const { upstream } = callOf(this);
+  if (!upstream.closed && !upstream.destroyed) upstream.end();
+}
+
+function onClientClose(this: ServerHttp2Stream): void {
+  const call = callOf(this);
+  clearDeadline(call);
+  // The client cancelled (RST_STREAM) or its connection went away: cancel the function's
+  // stream too, with CANCEL, never destroy() (which would send INTERNAL_ERROR).
+  if (!call.upstream.closed && !call.upstream.destroyed) call.upstream.close(NGHTTP2_CANCEL);
+  if (call.state !== FINISHED) {
+    call.state = FINISHED;
+    report(call);
+  }
+}
+
+// --- function -> client ---------------------------------------------------------------
+
+function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
+  const call = callOf(this);
+  if (call.state !== AWAITING_RESPONSE || !clientWritable(call)) return;
+  const out = toClientHeaders(headers, call.session.id);
+  if (flags & NGHTTP2_FLAG_END_STREAM) {
+    // Trailers-only: the status is in this one block, which the client gets as it is.
+    call.status = Number(headers['grpc-status'] ?? Status.UNKNOWN);
+    finish(call);
+    call.client.respond(out, { endStream: true });
+    return;
+  }
+  call.state = STREAMING;
+  call.client.respond(out, { waitForTrailers: true });
+}
+
+function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
+  const call = callOf(this);
+  if (call.state !== STREAMING || !clientWritable(call)) return;
+  if (!call.client.write(chunk)) this.pause();
+}
+
+function onClientDrain(this: ServerHttp2Stream): void {
+  callOf(this).upstream.resume();
+}
+
+function onUpstreamTrailers(this: ClientHttp2Stream, trailers: IncomingHttpHeaders): void {
+  const call = callOf(this);
+  if (call.state !== STREAMING) return;
+  call.trailers = toClientTrailers(trailers);
+  call.status = Number(trailers['grpc-status'] ?? Status.UNKNOWN);
+}
+
+function onUpstreamEnd(this: ClientHttp2Stream): void {
+  const call = callOf(this);
+  call.upstreamEnded = true;
+  if (call.state !== STREAMING) return;
+  if (!call.trailers) {
+    endWithStatus(call, grpcError(Status.INTERNAL, 'function ended the response without grpc-status trailers'));
+    return;
+  }
+  finish(call);
+  if (clientWritable(call)) call.client.end();
+}
+
+function onWantTrailers(this: ServerHttp2Stream): void {
+  const call = callOf(this);
+  if (!this.closed && !this.destroyed) this.sendTrailers(call.trailers ?? statusFields(grpcError(Status.INTERNAL, 'no trailers')));
+}
+
+function onUpstreamError(this: ClientHttp2Stream, err: NodeJS.ErrnoException): void {
+  // A stream reset by the function arrives as ERR_HTTP2_STREAM_ERROR and is mapped from its
+  // RST code on 'close'; anything else means the connection to the endpoint failed.
+  if (err.code !== 'ERR_HTTP2_STREAM_ERROR') callOf(this).connectionError = err.code ?? err.message;
+}
+
+function onUpstreamClose(this: ClientHttp2Stream): void {
+  const call = callOf(this);
+  if (call.state === FINISHED) return;
+  if (call.connectionError !== undefined || this.rstCode === undefined) {
+    const reason = call.connectionError ?? 'connection closed';
+    endWithStatus(call, grpcError(Status.UNAVAILABLE, `connection to function endpoint ${call.session.endpoint.key} failed: ${reason}`));
+    return;
+  }
+  const code = this.rstCode;
+  endWithStatus(call, grpcError(statusForRstCode(code), `function endpoint reset the stream (HTTP/2 error code ${code})`));
+}
+
+// --- ending ---------------------------------------------------------------------------
+
+function onDeadline(call: ForwardedCall): void {
+  call.deadline = undefined;
+  endWithStatus(call, grpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (grpc-timeout) while waiting for the function'));
+  if (!call.upstream.closed && !call.upstream.destroyed) call.upstream.close(NGHTTP2_CANCEL);
+}
+
+/** Ends the client's call with a gateway-originated status, whatever stage it is at. */
+function endWithStatus(call: ForwardedCall, error: GrpcError): void {
+  const { state } = call;
+  if (state === FINISHED) return;
+  call.status = error.code;
+  finish(call);
+  if (!clientWritable(call)) return;
+  if (state === AWAITING_RESPONSE) {
+    respondTrailersOnly(call.client, error, sessionHeaders(call.session.id));
+  } else {
+    call.trailers = statusFields(error);
+    call.client.end();
+  }
+}
+
+function finish(call: ForwardedCall): void {
+  call.state = FINISHED;
+  clearDeadline(call);
+  report(call);
+}
+
+function report(call: ForwardedCall): void {
+  call.observer?.callEnded(call);
+}
+
+function clearDeadline(call: ForwardedCall): void {
+  if (call.deadline) {
+    clearTimeout(call.deadline);
+    call.deadline = undefined;
+  }
+}
+
+function clientWritable(call: ForwardedCall): boolean {
+  const { client } = call;
+  return !client.closed && !client.destroyed;
+}
+
+/** gRPC's mapping of HTTP/2 RST_STREAM codes to status codes (PROTOCOL-HTTP2.md). */
+export function statusForRstCode(code: number): StatusCode {
+  switch (code) {
+    case http2.constants.NGHTTP2_REFUSED_STREAM:
+      return Status.UNAVAILABLE;
+    case NGHTTP2_CANCEL:
+      return Status.CANCELLED;
+    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
+      return Status.RESOURCE_EXHAUSTED;
+    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
+      return Status.PERMISSION_DENIED;
+    case NGHTTP2_NO_ERROR:
+    default:
+      return Status.INTERNAL;
+  }
+}

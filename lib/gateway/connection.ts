@@ -1,0 +1,109 @@
+// One client HTTP/2 connection: its open-stream count (activity is streams, not frames, so
+// keepalive PINGs never keep it alive), the idle timer built on that count, its sessions, and
+// its graceful shutdown.
+import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { ConnectionSessions } from '../sessions/session-manager.ts';
+
+/** GOAWAY with the largest stream id: "shutting down soon", new streams still accepted (RFC 9113 6.8). */
+const SHUTDOWN_NOTICE_LAST_STREAM = 2 ** 31 - 1;
+
+const kConnection = Symbol('fngate.connection');
+interface CarriesConnection {
+  [kConnection]?: ClientConnection;
+}
+
+export type CloseReason = 'idle' | 'drain';
+
+export interface ConnectionEvents {
+  /** The connection was closed by the gateway for this reason (GOAWAY sent). */
+  onGatewayClose(reason: CloseReason): void;
+  /** The connection is gone, for whatever reason. */
+  onClosed(connection: ClientConnection): void;
+}
+
+export class ClientConnection {
+  readonly session: ServerHttp2Session;
+  readonly sessions: ConnectionSessions;
+  readonly #events: ConnectionEvents;
+  readonly #idleMs: number;
+  #open = 0;
+  #idle: NodeJS.Timeout;
+  #closing: CloseReason | undefined;
+
+  constructor(session: ServerHttp2Session, sessions: ConnectionSessions, idleMs: number, events: ConnectionEvents) {
+    this.session = session;
+    this.sessions = sessions;
+    this.#events = events;
+    this.#idleMs = idleMs;
+    (session as CarriesConnection)[kConnection] = this;
+    this.#idle = setTimeout(onIdle, idleMs, this);
+    session.once('close', () => {
+      clearTimeout(this.#idle);
+      sessions.closeAll();
+      events.onClosed(this);
+    });
+  }
+
+  static of(session: ServerHttp2Session): ClientConnection | undefined {
+    return (session as CarriesConnection)[kConnection];
+  }
+
+  get openStreams(): number {
+    return this.#open;
+  }
+
+  get closing(): CloseReason | undefined {
+    return this.#closing;
+  }
+
+  streamOpened(stream: ServerHttp2Stream): void {
+    this.#open++;
+    stream.once('close', () => {
+      if (--this.#open === 0 && this.#closing === undefined) this.#idle.refresh();
+    });
+  }
+
+  /**
+   * Draining: tell the client to stop opening streams now (shutdown notice), then after
+   * `graceMs` send the final GOAWAY; open streams run to their end either way.
+   */
+  drain(graceMs: number): void {
+    if (this.#closing !== undefined || this.session.closed || this.session.destroyed) return;
+    this.#closing = 'drain';
+    this.#events.onGatewayClose('drain');
+    this.session.goaway(http2.constants.NGHTTP2_NO_ERROR, SHUTDOWN_NOTICE_LAST_STREAM);
+    setTimeout(closeSession, graceMs, this.session).unref();
+  }
+
+  /** Idle: GOAWAY(NO_ERROR) and close; nothing is open, so nothing is cut. */
+  idleClose(): void {
+    if (this.#closing !== undefined || this.session.closed || this.session.destroyed) return;
+    this.#closing = 'idle';
+    this.#events.onGatewayClose('idle');
+    this.session.close();
+  }
+
+  /** The drain deadline passed: cut whatever is still open. */
+  destroy(): void {
+    if (!this.session.destroyed) this.session.destroy();
+  }
+
+  /** Whether the idle timer found the connection still idle (no stream opened since it armed). */
+  isIdle(): boolean {
+    return this.#open === 0;
+  }
+
+  get idleMs(): number {
+    return this.#idleMs;
+  }
+}
+
+function onIdle(connection: ClientConnection): void {
+  // A stream opened since the timer was armed: it re-arms when the last stream closes.
+  if (connection.isIdle()) connection.idleClose();
+}
+
+function closeSession(session: ServerHttp2Session): void {
+  // close() sends GOAWAY with the real last stream id; streams above it are the client's to retry.
+  if (!session.closed && !session.destroyed) session.close();
+}

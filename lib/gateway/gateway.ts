@@ -1,0 +1,167 @@
+// The gateway's request pipeline and connection set. A new stream goes one way:
+// checks -> auth -> route -> session -> forward; each step either hands on or answers with a
+// gateway-originated gRPC status. Nothing here awaits I/O except a JWT not yet verified.
+import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Authenticator, Principal } from '../auth/authenticator.ts';
+import { forwardCall, type CallObserver } from '../forward/forward.ts';
+import { grpcError, isGrpcError, respondHttp, respondTrailersOnly, Status, type GrpcError } from '../grpc/status.ts';
+import { parseGrpcTimeout } from '../grpc/timeout.ts';
+import type { Registry } from '../registry/registry.ts';
+import { readInvocation } from '../route/invocation.ts';
+import { routeInvocation } from '../route/route.ts';
+import type { SessionManager } from '../sessions/session-manager.ts';
+import type { Logger } from '../telemetry/log.ts';
+import type { GatewayMetrics } from '../telemetry/metrics.ts';
+import { ClientConnection } from './connection.ts';
+import { GatewayHealth, isHealthPath } from './health.ts';
+
+export interface GatewayOptions {
+  readonly registry: Registry;
+  readonly authenticator: Authenticator;
+  readonly sessions: SessionManager;
+  readonly idleTimeoutMs: number;
+  readonly log: Logger;
+  readonly metrics: GatewayMetrics;
+}
+
+/** Between the shutdown notice and the final GOAWAY of a draining connection. */
+const DRAIN_NOTICE_MS = 1000;
+
+const draining = grpcError(Status.UNAVAILABLE, 'gateway is draining; retry on a new connection');
+const badTimeout = grpcError(Status.INVALID_ARGUMENT, 'malformed grpc-timeout metadata');
+
+export class Gateway {
+  readonly health = new GatewayHealth();
+  readonly #opts: GatewayOptions;
+  readonly #connections = new Set<ClientConnection>();
+  readonly #observer: CallObserver;
+  #draining = false;
+  #drained: (() => void) | undefined;
+
+  constructor(opts: GatewayOptions) {
+    this.#opts = opts;
+    this.#observer = opts.metrics;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Attach to an HTTP/2 server (h2c or TLS). */
+  attach(server: http2.Http2Server | http2.Http2SecureServer): void {
+    server.on('session', (session) => this.#onSession(session));
+    server.on('stream', (stream, headers) => this.#onStream(stream, headers));
+  }
+
+  /**
+   * SIGTERM: not-ready, GOAWAY to every client, open streams finish. Resolves when every
+   * connection is gone or `timeoutMs` passed (then what is left is cut).
+   */
+  drain(timeoutMs: number): Promise<void> {
+    if (!this.#draining) {
+      this.#draining = true;
+      this.health.stopServing();
+      this.#opts.metrics.setDraining(true);
+      for (const connection of this.#connections) connection.drain(DRAIN_NOTICE_MS);
+    }
+    if (this.#connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const deadline = setTimeout(() => {
+        for (const connection of this.#connections) connection.destroy();
+        resolve();
+      }, timeoutMs);
+      this.#drained = () => {
+        clearTimeout(deadline);
+        resolve();
+      };
+    });
+  }
+
+  #onSession(session: ServerHttp2Session): void {
+    const { metrics } = this.#opts;
+    session.on('error', (err) => this.#opts.log.debug('client connection error', { error: err.message }));
+    const connection = new ClientConnection(session, this.#opts.sessions.forConnection(), this.#opts.idleTimeoutMs, {
+      onGatewayClose: (reason) => metrics.connectionClosedBy(reason),
+      onClosed: (c) => {
+        this.#connections.delete(c);
+        metrics.connectionClosed();
+        if (this.#draining && this.#connections.size === 0) this.#drained?.();
+      },
+    });
+    this.#connections.add(connection);
+    metrics.connectionOpened();
+    if (this.#draining) connection.drain(DRAIN_NOTICE_MS);
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const connection = ClientConnection.of(stream.session as ServerHttp2Session);
+    if (!connection) {
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    connection.streamOpened(stream);
+    stream.on('error', ignoreStreamError);
+    if (this.#draining) return this.#reject(stream, draining);
+
+    const contentType = headers['content-type'];
+    if (!isGrpcContentType(contentType)) {
+      this.#opts.metrics.rpcRejected(415);
+      respondHttp(stream, 415, `fngate: expected content-type application/grpc, got ${contentType ?? 'none'}`, {
+        accept: 'application/grpc',
+      });
+      return;
+    }
+    const path = headers[':path'];
+    if (headers['function-id'] === undefined && isHealthPath(path)) {
+      this.health.serve(stream, path as string);
+      return;
+    }
+    const principal = this.#opts.authenticator.authenticate(headers.authorization);
+    if (principal instanceof Promise) {
+      principal.then(
+        (p) => this.#invoke(stream, headers, connection, p),
+        () => this.#reject(stream, grpcError(Status.UNAUTHENTICATED, 'token could not be verified')),
+      );
+      return;
+    }
+    this.#invoke(stream, headers, connection, principal);
+  }
+
+  #invoke(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: ClientConnection, principal: Principal | GrpcError): void {
+    if (stream.closed || stream.destroyed) return;
+    if (isGrpcError(principal)) return this.#reject(stream, principal);
+    const invocation = readInvocation(headers);
+    if (isGrpcError(invocation)) return this.#reject(stream, invocation);
+    const timeoutText = headers['grpc-timeout'];
+    let timeoutMs: number | undefined;
+    if (timeoutText !== undefined) {
+      timeoutMs = typeof timeoutText === 'string' ? parseGrpcTimeout(timeoutText) : undefined;
+      if (timeoutMs === undefined) return this.#reject(stream, badTimeout);
+    }
+    const fn = routeInvocation(this.#opts.registry, principal, invocation);
+    if (isGrpcError(fn)) return this.#reject(stream, fn);
+    const session = connection.sessions.acquire(fn, invocation.versionId, invocation.sessionId);
+    if (isGrpcError(session)) return this.#reject(stream, session);
+    forwardCall(stream, headers, session, principal.subject, timeoutMs, this.#observer);
+  }
+
+  #reject(stream: ServerHttp2Stream, error: GrpcError): void {
+    this.#opts.metrics.rpcRejected(error.code);
+    respondTrailersOnly(stream, error);
+  }
+}
+
+/** application/grpc, optionally +format or ;params (gRPC-over-HTTP/2 spec). Not grpc-web. */
+export function isGrpcContentType(value: string | undefined): boolean {
+  if (value === undefined || !value.startsWith('application/grpc')) return false;
+  const next = value.charCodeAt(16);
+  return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */;
+}
+
+function ignoreStreamError(): void {
+  // Reported through 'close'; a listener must exist or an 'error' would crash the process.
+}

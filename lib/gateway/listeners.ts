@@ -1,0 +1,183 @@
+// The two client listeners. h2c: a TCP server that looks at the first bytes so an HTTP/1.1
+// request gets a clear HTTP/1.1 answer instead of an HTTP/2 GOAWAY it cannot read. TLS: ALPN
+// h2 only, certificate and key reloaded from disk when they change, without dropping connections.
+import { readFile } from 'node:fs/promises';
+import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
+import net from 'node:net';
+import { dirname, basename } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import type { ListenAddress } from '../config/types.ts';
+import { watchDirectory, type Closable } from '../sources/file/watch.ts';
+import type { Logger } from '../telemetry/log.ts';
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** A client that has not finished the preface by then is not going to. */
+const PREFACE_TIMEOUT_MS = 10_000;
+
+const HTTP1_BODY =
+  'fngate: this port speaks gRPC over HTTP/2 only. Use a gRPC client (h2c with prior knowledge ' +
+  'on the plaintext port, or TLS with ALPN h2).\n';
+const HTTP1_RESPONSE =
+  'HTTP/1.1 505 HTTP Version Not Supported\r\n' +
+  'Content-Type: text/plain; charset=utf-8\r\n' +
+  `Content-Length: ${Buffer.byteLength(HTTP1_BODY)}\r\n` +
+  'Connection: close\r\n\r\n' +
+  HTTP1_BODY;
+
+/** HTTP/2 settings and limits for client connections, shared by both listeners. */
+export interface ClientHttp2Tuning {
+  readonly settings: http2.Settings;
+  readonly maxSessionMemoryMb: number;
+  /** Connection-level receive window, set on each new session. */
+  readonly connectionWindow: number;
+}
+
+export const defaultClientTuning: ClientHttp2Tuning = {
+  settings: {
+    maxConcurrentStreams: 1000,
+    initialWindowSize: 1 << 20,
+    maxHeaderListSize: 64 * 1024,
+    enablePush: false,
+  },
+  maxSessionMemoryMb: 64,
+  connectionWindow: 8 << 20,
+};
+
+export function createH2cServer(tuning: ClientHttp2Tuning): Http2Server {
+  const server = http2.createServer({ settings: tuning.settings, maxSessionMemory: tuning.maxSessionMemoryMb });
+  server.on('session', (session) => setConnectionWindow(session, tuning.connectionWindow));
+  return server;
+}
+
+/** Accepts TCP, checks for the HTTP/2 preface, and hands HTTP/2 connections to `server`. */
+export function listenH2c(server: Http2Server, address: ListenAddress): Promise<net.Server> {
+  const tcp = net.createServer({ noDelay: true }, (socket) => sniffPreface(socket, server));
+  return listen(tcp, address);
+}
+
+function sniffPreface(socket: net.Socket, server: Http2Server): void {
+  let seen: Buffer = Buffer.alloc(0);
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(PREFACE_TIMEOUT_MS, () => socket.destroy());
+  const onData = (chunk: Buffer): void => {
+    seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+    const n = Math.min(seen.length, PREFACE.length);
+    if (seen.compare(PREFACE, 0, n, 0, n) !== 0) {
+      socket.removeListener('data', onData);
+      socket.setTimeout(0);
+      socket.end(HTTP1_RESPONSE);
+      return;
+    }
+    if (n < PREFACE.length) return; // a prefix of the preface: wait for the rest
+    socket.removeListener('data', onData);
+    socket.removeAllListeners('error');
+    socket.setTimeout(0);
+    socket.pause();
+    socket.unshift(seen);
+    server.emit('connection', socket);
+  };
+  socket.on('data', onData);
+}
+
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface TlsServer {
+  readonly server: Http2SecureServer;
+  /** Stops watching the certificate files. */
+  readonly reloader: Closable;
+}
+
+/** Reads cert and key; throws with the file named when one cannot be read or used. */
+async function readTlsFiles(files: TlsFiles): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = (path: string, what: string) =>
+    readFile(path).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`--tls-${what} ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    });
+  const [cert, key] = await Promise.all([read(files.cert, 'cert'), read(files.key, 'key')]);
+  return { cert, key };
+}
+
+export async function createTlsServer(files: TlsFiles, tuning: ClientHttp2Tuning, log: Logger): Promise<TlsServer> {
+  let current = await readTlsFiles(files);
+  let server: Http2SecureServer;
+  try {
+    server = http2.createSecureServer({
+      ...current,
+      ALPNProtocols: ['h2'],
+      allowHTTP1: false,
+      settings: tuning.settings,
+      maxSessionMemory: tuning.maxSessionMemoryMb,
+    });
+  } catch (err) {
+    throw new Error(`--tls-cert ${files.cert} / --tls-key ${files.key}: ${(err as Error).message}`);
+  }
+  server.on('session', (session) => setConnectionWindow(session, tuning.connectionWindow));
+  // A TLS client that did not negotiate h2 (e.g. HTTP/1.1 over TLS) gets a readable answer.
+  server.on('unknownProtocol', (socket: TLSSocket) => {
+    socket.on('error', () => socket.destroy());
+    socket.end(HTTP1_RESPONSE);
+  });
+  // Cut-off handshakes and scanners are routine; they must not reach the process.
+  server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
+
+  const check = async (): Promise<(() => void) | undefined> => {
+    const next = await readTlsFiles(files).catch((err: Error) => {
+      log.warn('TLS certificate reload: keeping the current certificate', { error: err.message });
+      return undefined;
+    });
+    if (!next || (next.cert.equals(current.cert) && next.key.equals(current.key))) return undefined;
+    return () => {
+      try {
+        server.setSecureContext({ ...next, ALPNProtocols: ['h2'] } as Parameters<Http2SecureServer['setSecureContext']>[0]);
+        current = next;
+        log.info('TLS certificate reloaded', { cert: files.cert });
+      } catch (err) {
+        // Typically cert and key caught mid-rotation (they do not match yet): the next change retries.
+        log.warn('TLS certificate reload failed; keeping the current certificate', { error: (err as Error).message });
+      }
+    };
+  };
+  const dirs = [...new Set([dirname(files.cert), dirname(files.key)])];
+  const names = new Set([basename(files.cert), basename(files.key)]);
+  const watchers = dirs.map((dir) =>
+    watchDirectory({
+      dir,
+      debounceMs: 200,
+      pollMs: 5000,
+      fsWatch: true,
+      // Kubernetes Secret volumes swap a ..data symlink rather than the files themselves.
+      accept: (name) => names.has(name) || name.startsWith('..'),
+      check,
+      log,
+    }),
+  );
+  return { server, reloader: { close: () => watchers.forEach((w) => w.close()) } };
+}
+
+export function listen(server: net.Server, address: ListenAddress): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new Error(`cannot listen on ${address.text}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`));
+    };
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.removeListener('error', onError);
+      resolve(server);
+    });
+  });
+}
+
+/** "host:port" of a listening server, for logs and tests that listen on port 0. */
+export function boundAddress(server: net.Server): string {
+  const addr = server.address();
+  if (addr === null || typeof addr === 'string') return String(addr);
+  return addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
+}
+
+function setConnectionWindow(session: http2.ServerHttp2Session, window: number): void {
+  // The server session exists before the preface is read; the window applies once it is.
+  if (!session.destroyed) session.setLocalWindowSize(window);
+}

@@ -1,0 +1,88 @@
+// The gRPC status vocabulary, and every response the gateway originates itself: trailers-only
+// errors and the few plain HTTP answers (415) for requests that are not gRPC at all.
+import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+export type StatusCode = (typeof Status)[keyof typeof Status];
+
+/** A gateway-originated failure, carried from the step that found it to the responder. */
+export interface GrpcError {
+  readonly code: StatusCode;
+  readonly message: string;
+}
+
+/** Tells a gateway error from the success value of a step (none of which has a `code`). */
+export function isGrpcError<T extends object>(value: T | GrpcError): value is GrpcError {
+  return 'code' in value;
+}
+
+export function grpcError(code: StatusCode, message: string): GrpcError {
+  return { code, message };
+}
+
+/**
+ * Percent-encodes a grpc-message as the gRPC HTTP/2 spec asks: UTF-8 bytes outside
+ * printable ASCII, and '%' itself, become %XX.
+ */
+export function encodeGrpcMessage(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? '%' + byte.toString(16).toUpperCase().padStart(2, '0') : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+/** Trailer fields (grpc-status, grpc-message) for a status, merged into `extra`. */
+export function statusFields(error: GrpcError, extra?: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const fields: OutgoingHttpHeaders = { ...extra, 'grpc-status': String(error.code) };
+  if (error.message) fields['grpc-message'] = encodeGrpcMessage(error.message);
+  return fields;
+}
+
+/** A trailers-only gRPC response: HTTP 200, application/grpc, status in the one HEADERS frame. */
+export function respondTrailersOnly(stream: ServerHttp2Stream, error: GrpcError, extra?: OutgoingHttpHeaders): void {
+  if (stream.headersSent || stream.destroyed || stream.closed) return;
+  stream.respond(
+    statusFields(error, { ...extra, ':status': 200, 'content-type': 'application/grpc' }),
+    { endStream: true },
+  );
+  // The client's request body, if any, is not wanted: stop reading it so flow control
+  // is not held open, and let the stream close.
+  if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+}
+
+/** A plain HTTP answer for a request that is not gRPC. */
+export function respondHttp(stream: ServerHttp2Stream, status: number, text: string, extra?: OutgoingHttpHeaders): void {
+  if (stream.headersSent || stream.destroyed || stream.closed) return;
+  stream.respond({ ...extra, ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+  stream.end(text + '\n');
+  if (!stream.readableEnded) stream.resume();
+}

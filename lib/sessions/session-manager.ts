@@ -1,0 +1,170 @@
+// Process-wide session state: endpoint load, session ids, and ended sessions lingering for
+// resume. Each client connection gets a ConnectionSessions view that pins its RPCs.
+import { randomUUID } from 'node:crypto';
+import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
+import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
+import { UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
+import { EndpointLoad } from './endpoint-load.ts';
+import type { Session, SessionRecord } from './session.ts';
+
+export interface SessionManagerOptions {
+  readonly lingerMs: number;
+  readonly upstream: UpstreamTuning;
+}
+
+const noSession = grpcError(Status.NOT_FOUND, 'no existing session found');
+
+export class SessionManager {
+  readonly load = new EndpointLoad();
+  readonly #records = new Map<string, SessionRecord>();
+  /** Ended records in the order they ended: linger is constant, so expiry is FIFO. */
+  readonly #lingering = new Map<string, SessionRecord>();
+  readonly #opts: SessionManagerOptions;
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(opts: SessionManagerOptions) {
+    this.#opts = opts;
+  }
+
+  forConnection(): ConnectionSessions {
+    return new ConnectionSessions(this);
+  }
+
+  /** Live sessions on this process. */
+  liveCount(): number {
+    let n = 0;
+    for (const record of this.#records.values()) n += record.live;
+    return n;
+  }
+
+  close(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+  }
+
+  /** A new session for this function and version, on the least-loaded endpoint under the cap. */
+  open(fn: RoutableFunction, version: RoutableVersion): Session | GrpcError {
+    if (version.endpoints.length === 0) {
+      return grpcError(Status.UNAVAILABLE, `function ${fn.functionId} version ${version.versionId} has no ready endpoint`);
+    }
+    const endpoint = this.load.pickFewest(version.endpoints, fn.maxSessionsPerEndpoint);
+    if (!endpoint) {
+      return grpcError(
+        Status.RESOURCE_EXHAUSTED,
+        `every endpoint of function ${fn.functionId} version ${version.versionId} already holds ${fn.maxSessionsPerEndpoint} sessions`,
+      );
+    }
+    const record: SessionRecord = {
+      id: randomUUID(),
+      functionId: fn.functionId,
+      versionId: version.versionId,
+      endpointKey: endpoint.key,
+      live: 0,
+      endedAt: 0,
+    };
+    this.#records.set(record.id, record);
+    return this.#bind(record, endpoint);
+  }
+
+  /**
+   * Binds a new connection to the session `id` names: live, or ended less than the linger ago,
+   * of this function (and version, when the caller named one), on an endpoint still ready.
+   */
+  resume(id: string, fn: RoutableFunction, versionId: string | undefined): Session | GrpcError {
+    const record = this.#records.get(id);
+    if (!record || record.functionId !== fn.functionId) return noSession;
+    if (versionId !== undefined && versionId !== record.versionId) return noSession;
+    const endpoint = fn.versions.get(record.versionId)?.byKey.get(record.endpointKey);
+    if (!endpoint) return noSession;
+    const cap = fn.maxSessionsPerEndpoint;
+    if (cap !== 0 && this.load.count(endpoint.key) >= cap) {
+      return grpcError(Status.RESOURCE_EXHAUSTED, `endpoint of session ${id} already holds ${cap} sessions`);
+    }
+    return this.#bind(record, endpoint);
+  }
+
+  /** A session's binding ended (its connection closed, or its endpoint went away). */
+  end(session: Session): void {
+    session.upstream.close();
+    this.load.release(session.endpoint.key);
+    const record = this.#records.get(session.id);
+    if (!record || --record.live > 0) return;
+    record.endedAt = performance.now();
+    this.#lingering.set(record.id, record);
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, this.#opts.lingerMs)).unref();
+  }
+
+  #bind(record: SessionRecord, endpoint: Endpoint): Session {
+    record.live++;
+    this.#lingering.delete(record.id);
+    this.load.acquire(endpoint.key);
+    return {
+      id: record.id,
+      functionId: record.functionId,
+      versionId: record.versionId,
+      endpoint,
+      upstream: new UpstreamConnection(endpoint, this.#opts.upstream),
+    };
+  }
+
+  #sweep(): void {
+    const cutoff = performance.now() - this.#opts.lingerMs;
+    for (const record of this.#lingering.values()) {
+      if (record.endedAt > cutoff) break;
+      this.#lingering.delete(record.id);
+      if (record.live === 0) this.#records.delete(record.id);
+    }
+    if (this.#lingering.size === 0 && this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+}
+
+/**
+ * The sessions of one client connection, keyed by (function, requested version): a call that
+ * names no version stays on the version its session was pinned with, so promotion only
+ * affects new sessions.
+ */
+export class ConnectionSessions {
+  readonly #manager: SessionManager;
+  readonly #byKey = new Map<string, Session>();
+
+  constructor(manager: SessionManager) {
+    this.#manager = manager;
+  }
+
+  /** The session this RPC runs on: the pinned one if its endpoint is still ready, else a new one. */
+  acquire(fn: RoutableFunction, versionId: string | undefined, resumeId: string | undefined): Session | GrpcError {
+    const key = versionId === undefined ? fn.functionId : fn.functionId + '\0' + versionId;
+    const pinned = this.#byKey.get(key);
+    if (pinned) {
+      if ((resumeId === undefined || resumeId === pinned.id) && fn.versions.get(pinned.versionId)?.byKey.has(pinned.endpoint.key)) {
+        return pinned;
+      }
+      // Pinned endpoint gone (its open streams run on over the old upstream until they end), or
+      // the client asks to resume another session: this binding ends either way.
+      this.#byKey.delete(key);
+      this.#manager.end(pinned);
+      if (resumeId === pinned.id) return noSession;
+    }
+    let session: Session | GrpcError;
+    if (resumeId !== undefined) {
+      session = this.#manager.resume(resumeId, fn, versionId);
+    } else {
+      const version = fn.versions.get(versionId ?? fn.activeVersion);
+      session = version
+        ? this.#manager.open(fn, version)
+        : grpcError(Status.NOT_FOUND, `function ${fn.functionId} has no version ${versionId ?? fn.activeVersion}`);
+    }
+    if (!('code' in session)) this.#byKey.set(key, session);
+    return session;
+  }
+
+  /** The client connection closed: every session of it ends. */
+  closeAll(): void {
+    for (const session of this.#byKey.values()) this.#manager.end(session);
+    this.#byKey.clear();
+  }
+
+}
