@@ -4,6 +4,7 @@ import type { Server } from 'node:net';
 import type { Http2SecureServer } from 'node:http2';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { Authenticator } from '../auth/authenticator.ts';
+import { createJwtVerifier } from '../auth/jwt.ts';
 import type { Config } from '../config/types.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { boundAddress, createH2cServer, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
@@ -30,10 +31,18 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
   if (config.kubernetes) {
     throw new Error('--kubernetes: the Kubernetes source is not part of this build yet; use --functions DIR');
   }
-  if (config.jwksUrl !== undefined || config.jwksFile !== undefined) {
-    throw new Error('--jwks-url/--jwks-file: JWT verification is not part of this build yet; use --api-keys FILE');
-  }
   const closables: Closable[] = [];
+  const verifier =
+    config.jwksUrl !== undefined || config.jwksFile !== undefined
+      ? await createJwtVerifier({
+          jwksUrl: config.jwksUrl,
+          jwksFile: config.jwksFile,
+          issuer: config.jwtIssuer,
+          audience: config.jwtAudience,
+          log,
+        })
+      : undefined;
+  if (verifier) closables.push(verifier);
   const registry = new Registry();
   registry.on('functions', () => {
     for (const { functionId, origins } of registry.conflicts()) {
@@ -52,8 +61,8 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     const file = config.apiKeys;
     registry.replaceApiKeys(await loadApiKeysFile(file));
     closables.push(watchApiKeysFile(file, (records) => registry.replaceApiKeys(records), log));
-  } else {
-    log.warn('no --api-keys file: every API key is refused');
+  } else if (!verifier) {
+    log.warn('no --api-keys file and no JWKS: every token is refused');
   }
 
   const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning });
@@ -61,7 +70,7 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
   metrics.sessionsByEndpoint = () => sessions.load.snapshot();
   const gateway = new Gateway({
     registry,
-    authenticator: new Authenticator(registry),
+    authenticator: new Authenticator(registry, verifier),
     sessions,
     idleTimeoutMs: config.idleTimeoutMs,
     log,

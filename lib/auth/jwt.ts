@@ -1,0 +1,498 @@
+// JWT bearer tokens verified against a JWKS (`--jwks-url` or `--jwks-file`), CONTRACT.md §5.
+//
+// Hot path: a token that verified once is remembered until its `exp`, so later RPCs with it
+// cost a map lookup and are answered synchronously; the JWKS endpoint is never consulted for
+// them, so a JWKS server that is down or slow stalls nothing already verified. Revocation:
+// whenever the key set changes so that a key disappears (file re-read, remote refetch), the
+// remembered tokens are dropped and every token is verified again against the new set.
+//
+// Nothing here throws or reports INTERNAL for a bad token: every failure is UNAUTHENTICATED
+// with a short reason. The token itself never appears in a message or a log line.
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, jwksCache, jwtVerify } from 'jose';
+import type { ExportedJWKSCache, FetchImplementation, JSONWebKeySet, JWTPayload, JWTVerifyGetKey, LocalJWKSet, RemoteJWKSet } from 'jose';
+import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
+import type { Logger } from '../telemetry/log.ts';
+import { statSignature, watchDirectory } from '../sources/file/watch.ts';
+import type { Closable, WatchTiming } from '../sources/file/watch.ts';
+import type { Principal, TokenVerifier } from './authenticator.ts';
+
+export interface JwtVerifierOptions {
+  /** Exactly one of jwksUrl / jwksFile. */
+  readonly jwksUrl?: string;
+  readonly jwksFile?: string;
+  /** Required `iss`, when set. */
+  readonly issuer?: string;
+  /** Required `aud` (string, or one entry of an array), when set. */
+  readonly audience?: string;
+  readonly log: Logger;
+  /** Allowed clock skew for exp/nbf; default 30 s. */
+  readonly clockToleranceSec?: number;
+  /** Remote JWKS: periodic background refetch (revocation of removed keys); default 30 s. */
+  readonly jwksRefreshMs?: number;
+  /** Remote JWKS: after a successful fetch, an unknown `kid` may refetch only after this; default 30 s. */
+  readonly jwksCooldownMs?: number;
+  /** Remote JWKS: HTTP timeout; default 5 s. */
+  readonly jwksTimeoutMs?: number;
+  /** Remote JWKS: after a failed fetch, no new attempt before this; default 2 s. */
+  readonly jwksRetryMs?: number;
+  /** Local JWKS file: watch timing (as for the other file sources). */
+  readonly fileWatch?: WatchTiming;
+  /** Verified-token cache bound; default 10 000 tokens. */
+  readonly cacheMaxEntries?: number;
+}
+
+export interface JwtVerifier extends TokenVerifier {
+  /** Stops the background refetch / file watch. */
+  close(): void;
+}
+
+/** Tokens longer than this are refused before any parsing. */
+export const MAX_TOKEN_LENGTH = 16 * 1024;
+
+/**
+ * Asymmetric signatures only: never `none`, never HS* (an HMAC keyed with the public key's
+ * bytes would otherwise pass for RS*). jose also refuses secret algorithms for JWKS keys.
+ */
+export const JWT_ALGORITHMS: readonly string[] = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
+];
+
+const MAX_JWKS_BYTES = 1024 * 1024;
+/** Total characters of cached tokens, on top of the entry count (tokens may be up to 16 KiB). */
+const MAX_CACHE_CHARS = 16 * 1024 * 1024;
+/** `sub` becomes the fngate-subject header: printable ASCII, no edge spaces. */
+const SUBJECT = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+const reject = (why: string): GrpcError => grpcError(Status.UNAUTHENTICATED, `invalid JWT: ${why}`);
+const R = {
+  tooLarge: grpcError(Status.UNAUTHENTICATED, `token too large (over ${MAX_TOKEN_LENGTH / 1024} KiB)`),
+  shape: reject('malformed (expected three dot-separated base64url segments)'),
+  noSignature: reject('signature missing'),
+  malformed: reject('malformed'),
+  expired: reject('expired'),
+  notYetValid: reject('not yet valid (nbf)'),
+  issuer: reject('wrong issuer'),
+  audience: reject('wrong audience'),
+  noExp: reject('no exp claim'),
+  noIss: reject('no iss claim'),
+  noAud: reject('no aud claim'),
+  noSub: reject('no sub claim'),
+  badSub: reject('sub claim must be 1-1024 printable ASCII characters'),
+  signature: reject('bad signature'),
+  alg: reject('algorithm not allowed (asymmetric signatures only)'),
+  unknownKey: reject('unknown signing key'),
+  ambiguousKey: reject('several signing keys match; the token needs a kid'),
+  badKey: reject('signing key unusable'),
+  unsupported: reject('unsupported token'),
+  keysUnavailable: reject('signing keys unavailable'),
+  other: reject('rejected'),
+} as const;
+
+const NO_FUNCTIONS: ReadonlySet<string> = new Set();
+
+/** Thrown by the JWKS fetcher; jose passes it through to jwtVerify's rejection. */
+class JwksUnavailable extends Error {}
+
+interface CacheEntry {
+  readonly principal: Principal;
+  /** ms since epoch; the token's exp. */
+  readonly expiresAt: number;
+}
+
+/** The `functions` claim: an array of ids, or "*". Anything else grants nothing (not an error). */
+export function functionsClaim(claim: unknown): '*' | ReadonlySet<string> {
+  if (claim === '*') return '*';
+  if (!Array.isArray(claim) || claim.length === 0 || !claim.every((id) => typeof id === 'string' && id.length > 0)) return NO_FUNCTIONS;
+  return claim.includes('*') ? '*' : new Set<string>(claim);
+}
+
+/** Canonical text of each key, to tell whether a new key set dropped any of the old keys. */
+function keyTexts(jwks: JSONWebKeySet): Set<string> {
+  return new Set(jwks.keys.map((k) => JSON.stringify(k)));
+}
+
+function isJwkSetShape(value: unknown): value is JSONWebKeySet {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const keys = (value as { keys?: unknown }).keys;
+  return Array.isArray(keys) && keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k));
+}
+
+/** Parses and checks a JWKS file's text; throws with a message naming what is wrong. */
+export function parseJwksFile(text: string, file: string): JSONWebKeySet {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: not JSON (${(err as Error).message})`);
+  }
+  if (!isJwkSetShape(doc)) throw new Error(`${file}: not a JSON Web Key Set (expected {"keys": [ ... ]})`);
+  doc.keys.forEach((key, i) => {
+    if (key.kty === 'oct') throw new Error(`${file}: keys[${i}]: symmetric ("oct") keys are not accepted; publish public keys only`);
+    if ('d' in key || 'p' in key || 'priv' in key) throw new Error(`${file}: keys[${i}]: contains private key material; publish public keys only`);
+  });
+  createLocalJWKSet(doc); // jose's own shape checks
+  return doc;
+}
+
+/** Reason for a verification failure. Never includes the token. */
+function rejection(err: unknown): GrpcError | undefined {
+  if (err instanceof errors.JWTExpired) return err.claim === 'exp' ? R.expired : R.other;
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    const missing = err.reason === 'missing';
+    switch (err.claim) {
+      case 'nbf': return err.reason === 'check_failed' ? R.notYetValid : R.malformed;
+      case 'exp': return missing ? R.noExp : R.malformed;
+      case 'iss': return missing ? R.noIss : R.issuer;
+      case 'aud': return missing ? R.noAud : R.audience;
+      default: return R.malformed;
+    }
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return R.signature;
+  if (err instanceof errors.JOSEAlgNotAllowed) return R.alg;
+  if (err instanceof errors.JWKSNoMatchingKey) return R.unknownKey;
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return R.ambiguousKey;
+  if (err instanceof JwksUnavailable || err instanceof errors.JWKSTimeout) return R.keysUnavailable;
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return R.malformed;
+  if (err instanceof errors.JWKSInvalid || err instanceof errors.JWKInvalid) return R.badKey;
+  if (err instanceof errors.JOSENotSupported) return R.unsupported;
+  return undefined;
+}
+
+class Verifier implements JwtVerifier {
+  readonly #log: Logger;
+  readonly #issuer: string | undefined;
+  readonly #audience: string | undefined;
+  readonly #tolerance: number;
+  readonly #maxEntries: number;
+  /** Set by the key source once it exists. */
+  #getKey: JWTVerifyGetKey = () => Promise.reject(new JwksUnavailable('no key set'));
+  readonly #closers: (() => void)[] = [];
+
+  readonly #cache = new Map<string, CacheEntry>();
+  #cacheChars = 0;
+  /** Concurrent first verifications of one token share one signature check. */
+  readonly #inflight = new Map<string, Promise<Principal | GrpcError>>();
+  /** Bumped whenever the cache is dropped: verifications begun before it are not cached. */
+  #generation = 0;
+  /** Canonical texts of the current keys; undefined before the first key set. */
+  #keys: Set<string> | undefined;
+
+  constructor(opts: JwtVerifierOptions) {
+    this.#log = opts.log;
+    this.#issuer = opts.issuer;
+    this.#audience = opts.audience;
+    this.#tolerance = opts.clockToleranceSec ?? 30;
+    this.#maxEntries = Math.max(1, opts.cacheMaxEntries ?? 10_000);
+  }
+
+  accepts(token: string): boolean {
+    // API keys never contain a dot; anything that does is treated as a JWT, so a malformed
+    // JWT gets a JWT-specific reason rather than "invalid API key".
+    return token.includes('.');
+  }
+
+  verify(token: string): Principal | GrpcError | Promise<Principal | GrpcError> {
+    if (token.length > MAX_TOKEN_LENGTH) return R.tooLarge;
+    const hit = this.#cache.get(token);
+    if (hit !== undefined) {
+      if (Date.now() < hit.expiresAt) return hit.principal;
+      this.#forget(token, hit);
+    }
+    const pending = this.#inflight.get(token);
+    if (pending !== undefined) return pending;
+    const bad = checkShape(token);
+    if (bad !== undefined) return bad;
+    const generation = this.#generation;
+    const work = this.#verifySignature(token, generation).finally(() => {
+      if (this.#inflight.get(token) === work) this.#inflight.delete(token);
+    });
+    this.#inflight.set(token, work);
+    return work;
+  }
+
+  close(): void {
+    for (const close of this.#closers.splice(0)) close();
+    this.#dropCache();
+  }
+
+  /** Number of tokens remembered (tests, metrics). */
+  get cacheSize(): number {
+    return this.#cache.size;
+  }
+
+  async #verifySignature(token: string, generation: number): Promise<Principal | GrpcError> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.#getKey, {
+        algorithms: JWT_ALGORITHMS as string[],
+        issuer: this.#issuer,
+        audience: this.#audience,
+        clockTolerance: this.#tolerance,
+        requiredClaims: ['exp'],
+      }));
+    } catch (err) {
+      const known = rejection(err);
+      if (known !== undefined) {
+        if (this.#log.isEnabled('debug')) this.#log.debug('JWT rejected', { reason: known.message });
+        return known;
+      }
+      this.#log.warn('JWT verification failed unexpectedly', { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+      return R.other;
+    }
+    const sub = payload.sub;
+    if (sub === undefined || sub === '') return R.noSub;
+    if (typeof sub !== 'string' || !SUBJECT.test(sub)) return R.badSub;
+    const principal: Principal = { subject: sub, functions: functionsClaim(payload['functions']) };
+    // exp is required and a number (jose checked both).
+    const expiresAt = (payload.exp as number) * 1000;
+    if (generation === this.#generation && expiresAt > Date.now()) this.#remember(token, principal, expiresAt);
+    return principal;
+  }
+
+  #remember(token: string, principal: Principal, expiresAt: number): void {
+    const old = this.#cache.get(token);
+    if (old !== undefined) this.#forget(token, old);
+    // Oldest first (Map keeps insertion order): simple FIFO eviction under both bounds.
+    while (this.#cache.size >= this.#maxEntries || (this.#cache.size > 0 && this.#cacheChars + token.length > MAX_CACHE_CHARS)) {
+      const first = this.#cache.keys().next();
+      if (first.done === true) break;
+      this.#cache.delete(first.value);
+      this.#cacheChars -= first.value.length;
+    }
+    this.#cache.set(token, { principal, expiresAt });
+    this.#cacheChars += token.length;
+  }
+
+  #forget(token: string, entry: CacheEntry): void {
+    if (this.#cache.get(token) !== entry) return;
+    this.#cache.delete(token);
+    this.#cacheChars -= token.length;
+  }
+
+  #dropCache(): void {
+    this.#generation++;
+    this.#cache.clear();
+    this.#cacheChars = 0;
+    this.#inflight.clear();
+  }
+
+  /**
+   * A key set has been put in use. If any previously trusted key is gone, every remembered
+   * token is dropped (it may have been signed with the removed key). Keys only added: the
+   * cache stays.
+   */
+  #keysChanged(jwks: JSONWebKeySet, source: string): void {
+    const next = keyTexts(jwks);
+    const prev = this.#keys;
+    this.#keys = next;
+    if (prev === undefined) {
+      this.#log.info('JWKS loaded', { source, keys: next.size });
+      return;
+    }
+    let removed = 0;
+    for (const key of prev) if (!next.has(key)) removed++;
+    let added = 0;
+    for (const key of next) if (!prev.has(key)) added++;
+    if (removed === 0 && added === 0) return;
+    if (removed > 0) this.#dropCache();
+    this.#log.info('JWKS changed', { source, keys: next.size, added, removed, cacheDropped: removed > 0 });
+  }
+
+  // ---- key sources ----
+
+  async useFile(path: string, timing: WatchTiming): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(`jwks file ${path}: ${code === 'ENOENT' ? 'does not exist' : (err as Error).message}`);
+    }
+    let local: LocalJWKSet = this.#useLocal(parseJwksFile(text, `jwks file ${path}`), path);
+    this.#getKey = (header, token) => local(header, token);
+
+    const base = basename(path);
+    let signature: string | undefined;
+    let lastText = text;
+    let unreadable = false;
+    const check = async (): Promise<(() => void) | undefined> => {
+      let next: string;
+      try {
+        const sig = statSignature(await stat(path));
+        if (sig !== undefined && sig === signature) return undefined;
+        signature = sig;
+        next = await readFile(path, 'utf8');
+        unreadable = false;
+      } catch (err) {
+        if (!unreadable) this.#log.error('cannot read JWKS file; keeping the last good keys', { file: path, error: (err as Error).message });
+        unreadable = true;
+        signature = undefined;
+        return undefined;
+      }
+      if (next === lastText) return undefined;
+      lastText = next;
+      let jwks: JSONWebKeySet;
+      try {
+        jwks = parseJwksFile(next, `jwks file ${path}`);
+      } catch (err) {
+        this.#log.error('invalid JWKS file; keeping the last good keys', { file: path, error: (err as Error).message });
+        return undefined;
+      }
+      return () => {
+        local = this.#useLocal(jwks, path);
+      };
+    };
+    const watch: Closable = watchDirectory({
+      dir: dirname(path),
+      debounceMs: timing.debounceMs ?? 100,
+      pollMs: timing.pollMs ?? 1000,
+      fsWatch: timing.fsWatch ?? true,
+      accept: (name) => name === base || name.startsWith('..'),
+      check,
+      log: this.#log,
+    });
+    this.#closers.push(() => watch.close());
+  }
+
+  #useLocal(jwks: JSONWebKeySet, path: string): LocalJWKSet {
+    const local = createLocalJWKSet(jwks);
+    this.#keysChanged(jwks, path);
+    return local;
+  }
+
+  async useUrl(url: string, opts: JwtVerifierOptions): Promise<void> {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new Error(`jwks url ${JSON.stringify(url)}: not a URL`);
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error(`jwks url ${url}: must be http or https`);
+    const retryMs = opts.jwksRetryMs ?? 2000;
+    const log = this.#log;
+    let retryAt = 0;
+    let failing = false;
+
+    // Every fetch goes through here (jose's own on a cold or unknown kid, and ours in the
+    // background): a failure backs off for retryMs, so a dead endpoint is not hammered by a
+    // stream of RPCs with unknown kids; the body is size-limited and checked before jose sees it.
+    const fetchJwks: FetchImplementation = async (href, init) => {
+      if (Date.now() < retryAt) throw new JwksUnavailable('JWKS fetch backing off');
+      try {
+        const res = await fetch(href, init);
+        if (res.status !== 200) {
+          void res.body?.cancel().catch(() => {});
+          throw new Error(`HTTP ${res.status}`);
+        }
+        const text = await readLimited(res, MAX_JWKS_BYTES);
+        let doc: unknown;
+        try {
+          doc = JSON.parse(text);
+        } catch {
+          throw new Error('response is not JSON');
+        }
+        if (!isJwkSetShape(doc)) throw new Error('response is not a JSON Web Key Set');
+        if (failing) log.info('JWKS fetch recovered', { url });
+        failing = false;
+        return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
+      } catch (err) {
+        retryAt = Date.now() + retryMs;
+        if (!failing) log.warn('JWKS fetch failed; keeping the last good keys', { url, error: errorText(err) });
+        failing = true;
+        throw new JwksUnavailable('JWKS fetch failed', { cause: err });
+      }
+    };
+
+    // jose writes the key set it has just put in use into this cache object, in the same
+    // synchronous step as the swap: the setter is how a refetch that dropped a key (whoever
+    // triggered it) reaches #keysChanged before any verification can use the new set.
+    let current: JSONWebKeySet = { keys: [] };
+    const cache: ExportedJWKSCache = {
+      uat: Number.NaN, // "nothing cached yet" to jose
+      get jwks(): JSONWebKeySet {
+        return current;
+      },
+      set jwks(value: JSONWebKeySet) {
+        current = value;
+        onKeys(value);
+      },
+    };
+    const onKeys = (value: JSONWebKeySet): void => this.#keysChanged(value, url);
+
+    const remote: RemoteJWKSet = createRemoteJWKSet(parsed, {
+      timeoutDuration: opts.jwksTimeoutMs ?? 5000,
+      cooldownDuration: opts.jwksCooldownMs ?? 30_000,
+      // Never "stale": keys are refreshed in the background below, so no verification ever
+      // waits on a refetch except for a kid it has not seen.
+      cacheMaxAge: Number.POSITIVE_INFINITY,
+      [jwksCache]: cache,
+      [customFetch]: fetchJwks,
+    });
+    this.#getKey = (header, token) => remote(header, token);
+
+    const refresh = async (): Promise<void> => {
+      if (remote.reloading) return;
+      try {
+        await remote.reload();
+        // Belt and braces should jose ever stop writing the cache object.
+        const jwks = remote.jwks();
+        if (jwks !== undefined) onKeys(jwks);
+      } catch {
+        // logged by fetchJwks
+      }
+    };
+    await refresh();
+    if (this.#keys === undefined) log.warn('no JWKS yet; JWTs are refused until it can be fetched', { url });
+    const timer = setInterval(() => void refresh(), opts.jwksRefreshMs ?? 30_000);
+    timer.unref();
+    this.#closers.push(() => clearInterval(timer));
+  }
+}
+
+/** The cheap structural checks, before any decoding. */
+function checkShape(token: string): GrpcError | undefined {
+  const a = token.indexOf('.');
+  const b = a < 0 ? -1 : token.indexOf('.', a + 1);
+  if (a <= 0 || b < 0 || b === a + 1 || token.indexOf('.', b + 1) >= 0) return R.shape;
+  if (b === token.length - 1) return R.noSignature;
+  if (!BASE64URL.test(token.slice(0, a)) || !BASE64URL.test(token.slice(a + 1, b)) || !BASE64URL.test(token.slice(b + 1))) return R.shape;
+  return undefined;
+}
+
+async function readLimited(res: Response, limit: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > limit) {
+    void res.body?.cancel().catch(() => {});
+    throw new Error(`response larger than ${limit} bytes`);
+  }
+  if (res.body === null) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += chunk.byteLength;
+    if (size > limit) throw new Error(`response larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? ` (${err.cause.message})` : '';
+  return `${err.message}${cause}`;
+}
+
+/**
+ * A verifier for JWT bearer tokens. Rejects (at startup) on a bad URL or an unreadable or
+ * invalid JWKS file; an unreachable JWKS URL is not fatal (logged, retried in the background).
+ */
+export async function createJwtVerifier(opts: JwtVerifierOptions): Promise<JwtVerifier> {
+  if ((opts.jwksUrl === undefined) === (opts.jwksFile === undefined)) throw new Error('JWT verification needs exactly one of jwksUrl or jwksFile');
+  const verifier = new Verifier(opts);
+  if (opts.jwksFile !== undefined) await verifier.useFile(opts.jwksFile, opts.fileWatch ?? {});
+  else if (opts.jwksUrl !== undefined) await verifier.useUrl(opts.jwksUrl, opts);
+  return verifier;
+}
