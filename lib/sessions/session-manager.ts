@@ -1,7 +1,7 @@
 // Process-wide session state: endpoint load, session ids, and ended sessions lingering for
 // resume. Each client connection gets a ConnectionSessions view that pins its RPCs.
 import { randomUUID } from 'node:crypto';
-import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
+import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
 import { UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
 import { EndpointLoad } from './endpoint-load.ts';
@@ -83,6 +83,11 @@ export class SessionManager {
     return this.#bind(record, endpoint);
   }
 
+  /** What is known of a session id (live or lingering), if anything. */
+  describe(id: string): Readonly<SessionRecord> | undefined {
+    return this.#records.get(id);
+  }
+
   /** A session's binding ended (its connection closed, or its endpoint went away). */
   end(session: Session): void {
     session.upstream.close();
@@ -122,13 +127,16 @@ export class SessionManager {
 }
 
 /**
- * The sessions of one client connection, keyed by (function, requested version): a call that
- * names no version stays on the version its session was pinned with, so promotion only
- * affects new sessions.
+ * The sessions of one client connection, one per (function, version) actually used. Calls
+ * that name no version follow a per-function pointer to the version their session was pinned
+ * with, so promotion (a new activeVersion) only affects sessions opened after it.
  */
 export class ConnectionSessions {
   readonly #manager: SessionManager;
-  readonly #byKey = new Map<string, Session>();
+  /** "functionId\0versionId" -> session */
+  readonly #byVersion = new Map<string, Session>();
+  /** functionId -> version that calls naming no version use on this connection */
+  readonly #defaults = new Map<string, string>();
 
   constructor(manager: SessionManager) {
     this.#manager = manager;
@@ -136,35 +144,66 @@ export class ConnectionSessions {
 
   /** The session this RPC runs on: the pinned one if its endpoint is still ready, else a new one. */
   acquire(fn: RoutableFunction, versionId: string | undefined, resumeId: string | undefined): Session | GrpcError {
-    const key = versionId === undefined ? fn.functionId : fn.functionId + '\0' + versionId;
-    const pinned = this.#byKey.get(key);
-    if (pinned) {
-      if ((resumeId === undefined || resumeId === pinned.id) && fn.versions.get(pinned.versionId)?.byKey.has(pinned.endpoint.key)) {
-        return pinned;
-      }
-      // Pinned endpoint gone (its open streams run on over the old upstream until they end), or
-      // the client asks to resume another session: this binding ends either way.
-      this.#byKey.delete(key);
-      this.#manager.end(pinned);
-      if (resumeId === pinned.id) return noSession;
+    if (resumeId !== undefined) return this.#resume(fn, versionId, resumeId);
+    let wanted = versionId ?? this.#defaults.get(fn.functionId) ?? fn.activeVersion;
+    let session = this.#pinned(fn, wanted);
+    if (!session && versionId === undefined && wanted !== fn.activeVersion) {
+      // The session the pointer named has ended: a new session takes the active version.
+      wanted = fn.activeVersion;
+      session = this.#pinned(fn, wanted);
     }
-    let session: Session | GrpcError;
-    if (resumeId !== undefined) {
-      session = this.#manager.resume(resumeId, fn, versionId);
-    } else {
-      const version = fn.versions.get(versionId ?? fn.activeVersion);
-      session = version
-        ? this.#manager.open(fn, version)
-        : grpcError(Status.NOT_FOUND, `function ${fn.functionId} has no version ${versionId ?? fn.activeVersion}`);
+    if (!session) {
+      const version = fn.versions.get(wanted);
+      if (!version) return grpcError(Status.NOT_FOUND, `function ${fn.functionId} has no version ${wanted}`);
+      const opened = this.#manager.open(fn, version);
+      if (isGrpcError(opened)) return opened;
+      this.#byVersion.set(versionKey(fn.functionId, wanted), opened);
+      session = opened;
     }
-    if (!('code' in session)) this.#byKey.set(key, session);
+    if (versionId === undefined) this.#defaults.set(fn.functionId, wanted);
     return session;
   }
 
   /** The client connection closed: every session of it ends. */
   closeAll(): void {
-    for (const session of this.#byKey.values()) this.#manager.end(session);
-    this.#byKey.clear();
+    for (const session of this.#byVersion.values()) this.#manager.end(session);
+    this.#byVersion.clear();
+    this.#defaults.clear();
   }
 
+  /** This connection's session for the version, if its endpoint is still ready; a stale one ends. */
+  #pinned(fn: RoutableFunction, versionId: string): Session | undefined {
+    const key = versionKey(fn.functionId, versionId);
+    const session = this.#byVersion.get(key);
+    if (!session) return undefined;
+    if (fn.versions.get(versionId)?.byKey.has(session.endpoint.key)) return session;
+    // Endpoint gone: open streams run on over the old upstream until they end.
+    this.#byVersion.delete(key);
+    this.#manager.end(session);
+    return undefined;
+  }
+
+  #resume(fn: RoutableFunction, versionId: string | undefined, resumeId: string): Session | GrpcError {
+    const record = this.#manager.describe(resumeId);
+    if (!record || record.functionId !== fn.functionId || (versionId !== undefined && versionId !== record.versionId)) {
+      return noSession;
+    }
+    const current = this.#pinned(fn, record.versionId);
+    let session: Session | GrpcError;
+    if (current?.id === resumeId) {
+      session = current;
+    } else {
+      session = this.#manager.resume(resumeId, fn, versionId);
+      if (isGrpcError(session)) return session;
+      // Resuming replaces whatever session this connection had for that version.
+      if (current) this.#manager.end(current);
+      this.#byVersion.set(versionKey(fn.functionId, record.versionId), session);
+    }
+    if (versionId === undefined) this.#defaults.set(fn.functionId, record.versionId);
+    return session;
+  }
+}
+
+function versionKey(functionId: string, versionId: string): string {
+  return functionId + '\0' + versionId;
 }

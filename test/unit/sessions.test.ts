@@ -57,10 +57,12 @@ t.test('a connection pins per (function, version); promotion affects new session
   const a = manager.forConnection();
   const s1 = ok(t, a.acquire(fn(), undefined, undefined));
   t.equal(ok(t, a.acquire(fn(), undefined, undefined)).id, s1.id, 'same session on the same connection');
-  const explicit = ok(t, a.acquire(fn(), 'v1', undefined));
-  t.not(explicit.id, s1.id, 'naming the version is another session key');
+  t.equal(ok(t, a.acquire(fn(), 'v1', undefined)).id, s1.id, 'naming the pinned version is the same session');
+  const v2 = ok(t, a.acquire(fn(), 'v2', undefined));
+  t.not(v2.id, s1.id, 'another version is another session');
   registry.replaceFunctions([spec('v2', { v1: [1, 2], v2: [9] })]);
   t.equal(ok(t, a.acquire(fn(), undefined, undefined)).id, s1.id, 'promotion keeps the pinned session');
+  t.equal(ok(t, a.acquire(fn(), 'v1', undefined)).id, s1.id, 'and naming v1 still reaches it');
   const b = manager.forConnection();
   t.equal(ok(t, b.acquire(fn(), undefined, undefined)).endpoint.port, 9, 'a new connection gets the new active version');
   a.closeAll();
