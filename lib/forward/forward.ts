@@ -187,7 +187,11 @@ function onWantTrailers(this: ServerHttp2Stream): void {
 function onUpstreamError(this: ClientHttp2Stream, err: NodeJS.ErrnoException): void {
   // A stream reset by the function arrives as ERR_HTTP2_STREAM_ERROR and is mapped from its
   // RST code on 'close'; anything else means the connection to the endpoint failed.
-  if (err.code !== 'ERR_HTTP2_STREAM_ERROR') callOf(this).connectionError = err.code ?? err.message;
+  // A connection failure reaches the stream wrapped (ERR_HTTP2_STREAM_CANCEL); name the cause.
+  if (err.code !== 'ERR_HTTP2_STREAM_ERROR') {
+    const cause = err.cause as NodeJS.ErrnoException | undefined;
+    callOf(this).connectionError = cause?.code ?? cause?.message ?? err.code ?? err.message;
+  }
 }
 
 function onUpstreamClose(this: ClientHttp2Stream): void {

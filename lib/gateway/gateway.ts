@@ -27,7 +27,7 @@ export interface GatewayOptions {
 /** Between the shutdown notice and the final GOAWAY of a draining connection. */
 const DRAIN_NOTICE_MS = 1000;
 
-const draining = grpcError(Status.UNAVAILABLE, 'gateway is draining; retry on a new connection');
+const draining = grpcError(Status.UNAVAILABLE, 'gateway is draining (shutting down)');
 const badTimeout = grpcError(Status.INVALID_ARGUMENT, 'malformed grpc-timeout metadata');
 
 export class Gateway {
@@ -105,8 +105,6 @@ export class Gateway {
     }
     connection.streamOpened(stream);
     stream.on('error', ignoreStreamError);
-    if (this.#draining) return this.#reject(stream, draining);
-
     const contentType = headers['content-type'];
     if (!isGrpcContentType(contentType)) {
       this.#opts.metrics.rpcRejected(415);
@@ -116,10 +114,12 @@ export class Gateway {
       return;
     }
     const path = headers[':path'];
+    // The gateway's own health answers even while draining: that is when NOT_SERVING matters.
     if (headers['function-id'] === undefined && isHealthPath(path)) {
       this.health.serve(stream, path as string);
       return;
     }
+    if (this.#draining) return this.#reject(stream, draining);
     const principal = this.#opts.authenticator.authenticate(headers.authorization);
     if (principal instanceof Promise) {
       principal.then(

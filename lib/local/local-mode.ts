@@ -1,7 +1,7 @@
 // `fngate local`: the embedded default. An example Greeter backend, a Function for it and a
 // fresh demo key written as ordinary files, then the same `serve` an operator runs, so what
 // a newcomer tries here is exactly the file-source path.
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { createApiKey, renderKeyFileRecord } from '../auth/api-key-create.ts';
@@ -55,6 +55,7 @@ export async function startLocal(argv: readonly string[], env: NodeJS.ProcessEnv
     stop: async () => {
       await gateway.drain();
       await backend.stop();
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }
