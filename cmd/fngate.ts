@@ -2,10 +2,8 @@
 // fngate: serve | local | keys. Start-up errors print one line naming what was wrong and
 // exit non-zero; SIGTERM/SIGINT drain (GOAWAY, open streams finish) and exit 0.
 import cluster from 'node:cluster';
-import { runKeysCommand } from '../lib/auth/keys-command.ts';
 import { ConfigError, HelpRequested, loadConfig, usage } from '../lib/config/load.ts';
 import type { Config } from '../lib/config/types.ts';
-import { localInstructions, startLocal } from '../lib/local/local-mode.ts';
 import { startServe } from '../lib/serve/serve.ts';
 import { createLogger, type Logger } from '../lib/telemetry/log.ts';
 
@@ -24,8 +22,10 @@ async function main(argv: readonly string[]): Promise<number> {
       return serve(rest);
     case 'local':
       return local(rest);
-    case 'keys':
+    case 'keys': {
+      const { runKeysCommand } = await import('../lib/auth/keys-command.ts');
       return runKeysCommand(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    }
     case undefined:
     case '-h':
     case '--help':
@@ -68,6 +68,8 @@ async function local(argv: readonly string[]): Promise<number> {
   const cfg = config(argv, 'local'); // validates the flags (and answers --help) before anything starts
   if (typeof cfg === 'number') return cfg;
   const log = createLogger(cfg.logLevel);
+  // Loaded only here: the example backend brings grpc-js, which `serve` has no use for.
+  const { localInstructions, startLocal } = await import('../lib/local/local-mode.ts');
   const running = await startLocal(argv, process.env, log);
   process.stdout.write(localInstructions(running));
   return untilSignal(log, () => running.stop());

@@ -3,6 +3,7 @@
 // that find their call through a symbol on the stream, so an RPC allocates one call object
 // and no closures.
 import http2, {
+  type Http2Session,
   type ClientHttp2Stream,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
@@ -49,6 +50,8 @@ class ForwardedCall implements CallOutcome {
   /** Trailers to send when the client stream asks for them. */
   trailers: OutgoingHttpHeaders | undefined;
   upstreamEnded = false;
+  /** The connection the upstream stream runs on, to tell its loss from a function's reset. */
+  readonly upstreamSession: Http2Session | undefined;
   /** Set when the upstream connection (not the function) failed. */
   connectionError: string | undefined;
   deadline: NodeJS.Timeout | undefined;
@@ -57,6 +60,7 @@ class ForwardedCall implements CallOutcome {
   constructor(client: ServerHttp2Stream, upstream: ClientHttp2Stream, session: Session, path: string, observer: CallObserver | undefined) {
     this.client = client;
     this.upstream = upstream;
+    this.upstreamSession = upstream.session;
     this.session = session;
     this.path = path;
     this.observer = observer;
@@ -197,7 +201,9 @@ function onUpstreamError(this: ClientHttp2Stream, err: NodeJS.ErrnoException): v
 function onUpstreamClose(this: ClientHttp2Stream): void {
   const call = callOf(this);
   if (call.state === FINISHED) return;
-  if (call.connectionError !== undefined || this.rstCode === undefined) {
+  // A stream closed because its connection went away (FIN, RST, GOAWAY) is not the function
+  // resetting it, whatever rstCode Node filled in.
+  if (call.connectionError !== undefined || this.rstCode === undefined || call.upstreamSession?.destroyed) {
     const reason = call.connectionError ?? 'connection closed';
     endWithStatus(call, grpcError(Status.UNAVAILABLE, `connection to function endpoint ${call.session.endpoint.key} failed: ${reason}`));
     return;

@@ -25,7 +25,6 @@ export class ClientConnection {
   readonly session: ServerHttp2Session;
   readonly sessions: ConnectionSessions;
   readonly #events: ConnectionEvents;
-  readonly #idleMs: number;
   #open = 0;
   #idle: NodeJS.Timeout;
   #closing: CloseReason | undefined;
@@ -34,7 +33,6 @@ export class ClientConnection {
     this.session = session;
     this.sessions = sessions;
     this.#events = events;
-    this.#idleMs = idleMs;
     (session as CarriesConnection)[kConnection] = this;
     this.#idle = setTimeout(onIdle, idleMs, this);
     session.once('close', () => {
@@ -65,14 +63,21 @@ export class ClientConnection {
 
   /**
    * Draining: tell the client to stop opening streams now (shutdown notice), then after
-   * `graceMs` send the final GOAWAY; open streams run to their end either way.
+   * `graceMs` send the final GOAWAY; open streams run to their end either way. A connection
+   * that arrives during the drain gets no notice (some clients would just redial), so its
+   * first call is answered UNAVAILABLE instead, then it is closed.
    */
-  drain(graceMs: number): void {
+  drain(graceMs: number, notice: boolean): void {
     if (this.#closing !== undefined || this.session.closed || this.session.destroyed) return;
     this.#closing = 'drain';
     this.#events.onGatewayClose('drain');
-    this.session.goaway(http2.constants.NGHTTP2_NO_ERROR, SHUTDOWN_NOTICE_LAST_STREAM);
+    if (notice) this.session.goaway(http2.constants.NGHTTP2_NO_ERROR, SHUTDOWN_NOTICE_LAST_STREAM);
     setTimeout(closeSession, graceMs, this.session).unref();
+  }
+
+  /** Final GOAWAY now: streams already open (and answers already queued) still complete. */
+  closeGracefully(): void {
+    closeSession(this.session);
   }
 
   /** Idle: GOAWAY(NO_ERROR) and close; nothing is open, so nothing is cut. */
@@ -91,10 +96,6 @@ export class ClientConnection {
   /** Whether the idle timer found the connection still idle (no stream opened since it armed). */
   isIdle(): boolean {
     return this.#open === 0;
-  }
-
-  get idleMs(): number {
-    return this.#idleMs;
   }
 }
 

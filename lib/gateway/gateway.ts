@@ -66,7 +66,7 @@ export class Gateway {
       this.#draining = true;
       this.health.stopServing();
       this.#opts.metrics.setDraining(true);
-      for (const connection of this.#connections) connection.drain(DRAIN_NOTICE_MS);
+      for (const connection of this.#connections) connection.drain(DRAIN_NOTICE_MS, true);
     }
     if (this.#connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -94,7 +94,7 @@ export class Gateway {
     });
     this.#connections.add(connection);
     metrics.connectionOpened();
-    if (this.#draining) connection.drain(DRAIN_NOTICE_MS);
+    if (this.#draining) connection.drain(DRAIN_NOTICE_MS, false);
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -119,7 +119,11 @@ export class Gateway {
       this.health.serve(stream, path as string);
       return;
     }
-    if (this.#draining) return this.#reject(stream, draining);
+    if (this.#draining) {
+      this.#reject(stream, draining);
+      connection.closeGracefully();
+      return;
+    }
     const principal = this.#opts.authenticator.authenticate(headers.authorization);
     if (principal instanceof Promise) {
       principal.then(

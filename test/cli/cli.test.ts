@@ -1,4 +1,4 @@
-// The command line (CONTRACT.md section 6), run as users run it: `node cmd/fngate.ts ...` as a
+// The command line (CONTRACT.md section 6), run as users run it: `node dist/cmd/fngate.js ...` as a
 // child process. Bad flags, environment variables, config keys, manifests and key files stop
 // start-up with a message naming what is wrong; `keys create` makes a usable key; `fngate
 // local` prints instructions with which the three example clients in examples/ succeed.
@@ -46,7 +46,7 @@ function run(file: string, args: string[], opts: { env?: Record<string, string>;
   });
 }
 
-/** `node cmd/fngate.ts ...args`. Listeners default to port 0 so a wrongly started gateway cannot collide. */
+/** `fngate ...args` (the built entry). Listeners default to port 0 so a wrongly started gateway cannot collide. */
 const fngate = (args: string[], env: Record<string, string> = {}, cwd?: string): Promise<Run> =>
   run(process.execPath, [FNGATE_ENTRY, ...args], { env: cleanEnv(env), ...(cwd === undefined ? {} : { cwd }) });
 

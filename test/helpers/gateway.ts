@@ -1,11 +1,43 @@
-// Runs the real gateway (`node cmd/fngate.ts serve|local ...`) as a child process and waits
-// for its readiness log line. Tests call stop() themselves (t.teardown).
+// Runs the real gateway (`node dist/cmd/fngate.js serve|local ...`, the built artifact the
+// package ships) as a child process and waits for its readiness log line. Tests call stop()
+// themselves (t.teardown).
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const FNGATE_ENTRY = fileURLToPath(new URL('../../cmd/fngate.ts', import.meta.url));
+export const FNGATE_ENTRY = builtEntry();
+
+/**
+ * dist/cmd/fngate.js, refusing a build older than its sources: tests must measure what ships
+ * (type stripping at run time would add its own memory and CPU), never yesterday's build.
+ */
+function builtEntry(): string {
+  const stale: string[] = [];
+  const visit = (dir: string): void => {
+    for (const entry of readdirSync(join(REPO_ROOT, dir), { withFileTypes: true })) {
+      const rel = join(dir, entry.name);
+      if (entry.isDirectory()) visit(rel);
+      else if (entry.name.endsWith('.ts')) {
+        const built = join(REPO_ROOT, 'dist', rel.replace(/\.ts$/, '.js'));
+        let builtAt = 0;
+        try {
+          builtAt = statSync(built).mtimeMs;
+        } catch {
+          // missing: stale
+        }
+        if (builtAt < statSync(join(REPO_ROOT, rel)).mtimeMs) stale.push(rel);
+      }
+    }
+  };
+  visit('cmd');
+  visit('lib');
+  if (stale.length > 0) {
+    throw new Error(`dist/ is missing or older than ${stale.slice(0, 3).join(', ')}: run \`npm run build\` (make test does)`);
+  }
+  return join(REPO_ROOT, 'dist', 'cmd', 'fngate.js');
+}
 
 export type LogLine = Record<string, unknown>;
 
