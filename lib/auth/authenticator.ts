@@ -17,9 +17,9 @@ export interface TokenVerifier {
   verify(token: string): Principal | GrpcError | Promise<Principal | GrpcError>;
 }
 
-const missing = grpcError(Status.UNAUTHENTICATED, 'missing authorization metadata: send "authorization: Bearer <api key or JWT>"');
-const notBearer = grpcError(Status.UNAUTHENTICATED, 'authorization metadata must be "Bearer <token>"');
-const unknownKey = grpcError(Status.UNAUTHENTICATED, 'invalid or revoked API key');
+const missing = grpcError(Status.UNAUTHENTICATED, 'missing authorization metadata: send "authorization: Bearer <api key or JWT>"', 'missing_token');
+const notBearer = grpcError(Status.UNAUTHENTICATED, 'authorization metadata must be "Bearer <token>"', 'not_bearer');
+const unknownKey = grpcError(Status.UNAUTHENTICATED, 'invalid or revoked API key', 'unknown_key');
 
 export class Authenticator {
   readonly #registry: Registry;

@@ -12,22 +12,10 @@ import http2, {
 import { grpcError, respondTrailersOnly, Status, statusFields, type GrpcError, type StatusCode } from '../grpc/status.ts';
 import { MAX_TIMER_MS } from '../grpc/timeout.ts';
 import type { Session } from '../sessions/session.ts';
+import type { ForwardedRpc, Telemetry } from '../telemetry/events.ts';
 import { sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
-
-/** Observes how each forwarded call ended (metrics, access log). */
-export interface CallObserver {
-  callEnded(call: Readonly<CallOutcome>): void;
-}
-
-export interface CallOutcome {
-  readonly session: Session;
-  readonly path: string;
-  /** grpc-status the client got, as a number; undefined if the client went away first. */
-  readonly status: number | undefined;
-  readonly startedAt: number;
-}
 
 const AWAITING_RESPONSE = 0;
 const STREAMING = 1;
@@ -39,32 +27,48 @@ interface CarriesCall {
   [kCall]: ForwardedCall;
 }
 
-class ForwardedCall implements CallOutcome {
+class ForwardedCall implements ForwardedRpc {
   readonly client: ServerHttp2Stream;
   readonly upstream: ClientHttp2Stream;
+  /** The connection the upstream stream runs on, to tell its loss from a function's reset. */
+  readonly upstreamSession: Http2Session | undefined;
   readonly session: Session;
   readonly path: string;
+  readonly subject: string;
+  readonly telemetry: Telemetry;
+  readonly trace: unknown;
   readonly startedAt: number;
-  readonly observer: CallObserver | undefined;
   state: CallState = AWAITING_RESPONSE;
   /** Trailers to send when the client stream asks for them. */
   trailers: OutgoingHttpHeaders | undefined;
-  upstreamEnded = false;
-  /** The connection the upstream stream runs on, to tell its loss from a function's reset. */
-  readonly upstreamSession: Http2Session | undefined;
   /** Set when the upstream connection (not the function) failed. */
-  connectionError: string | undefined;
+  upstreamError: string | undefined;
   deadline: NodeJS.Timeout | undefined;
   status: number | undefined;
+  firstByteAt: number | undefined;
+  endedAt = 0;
+  bytesIn = 0;
+  bytesOut = 0;
 
-  constructor(client: ServerHttp2Stream, upstream: ClientHttp2Stream, session: Session, path: string, observer: CallObserver | undefined) {
+  constructor(
+    client: ServerHttp2Stream,
+    upstream: ClientHttp2Stream,
+    session: Session,
+    path: string,
+    subject: string,
+    telemetry: Telemetry,
+    trace: unknown,
+    startedAt: number,
+  ) {
     this.client = client;
     this.upstream = upstream;
     this.upstreamSession = upstream.session;
     this.session = session;
     this.path = path;
-    this.observer = observer;
-    this.startedAt = performance.now();
+    this.subject = subject;
+    this.telemetry = telemetry;
+    this.trace = trace;
+    this.startedAt = startedAt;
   }
 }
 
@@ -82,10 +86,13 @@ export function forwardCall(
   session: Session,
   subject: string,
   timeoutMs: number | undefined,
-  observer?: CallObserver,
+  telemetry: Telemetry,
 ): void {
-  const upstream = session.upstream.request(toFunctionHeaders(headers, subject));
-  const call = new ForwardedCall(client, upstream, session, headers[':path'] ?? '', observer);
+  const startedAt = performance.now();
+  const upstreamHeaders = toFunctionHeaders(headers, subject);
+  const trace = telemetry.rpcStarting(headers, upstreamHeaders, session);
+  const upstream = session.upstream.request(upstreamHeaders);
+  const call = new ForwardedCall(client, upstream, session, headers[':path'] ?? '', subject, telemetry, trace, startedAt);
   (client as unknown as CarriesCall)[kCall] = call;
   (upstream as unknown as CarriesCall)[kCall] = call;
 
@@ -112,8 +119,9 @@ export function forwardCall(
 // --- client -> function ---------------------------------------------------------------
 
 function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
-  const { upstream } = callOf(this);
-  if (!upstream.write(chunk)) this.pause();
+  const call = callOf(this);
+  call.bytesIn += chunk.length;
+  if (!call.upstream.write(chunk)) this.pause();
 }
 
 function onUpstreamDrain(this: ClientHttp2Stream): void {
@@ -142,6 +150,7 @@ function onClientClose(this: ServerHttp2Stream): void {
 function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
   const call = callOf(this);
   if (call.state !== AWAITING_RESPONSE || !clientWritable(call)) return;
+  call.firstByteAt = performance.now();
   const out = toClientHeaders(headers, call.session.id);
   if (flags & NGHTTP2_FLAG_END_STREAM) {
     // Trailers-only: the status is in this one block, which the client gets as it is.
@@ -157,6 +166,7 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
 function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   if (call.state !== STREAMING || !clientWritable(call)) return;
+  call.bytesOut += chunk.length;
   if (!call.client.write(chunk)) this.pause();
 }
 
@@ -173,7 +183,6 @@ function onUpstreamTrailers(this: ClientHttp2Stream, trailers: IncomingHttpHeade
 
 function onUpstreamEnd(this: ClientHttp2Stream): void {
   const call = callOf(this);
-  call.upstreamEnded = true;
   if (call.state !== STREAMING) return;
   if (!call.trailers) {
     endWithStatus(call, grpcError(Status.INTERNAL, 'function ended the response without grpc-status trailers'));
@@ -194,7 +203,7 @@ function onUpstreamError(this: ClientHttp2Stream, err: NodeJS.ErrnoException): v
   // A connection failure reaches the stream wrapped (ERR_HTTP2_STREAM_CANCEL); name the cause.
   if (err.code !== 'ERR_HTTP2_STREAM_ERROR') {
     const cause = err.cause as NodeJS.ErrnoException | undefined;
-    callOf(this).connectionError = cause?.code ?? cause?.message ?? err.code ?? err.message;
+    callOf(this).upstreamError = cause?.code ?? cause?.message ?? err.code ?? err.message;
   }
 }
 
@@ -203,8 +212,8 @@ function onUpstreamClose(this: ClientHttp2Stream): void {
   if (call.state === FINISHED) return;
   // A stream closed because its connection went away (FIN, RST, GOAWAY) is not the function
   // resetting it, whatever rstCode Node filled in.
-  if (call.connectionError !== undefined || this.rstCode === undefined || call.upstreamSession?.destroyed) {
-    const reason = call.connectionError ?? 'connection closed';
+  if (call.upstreamError !== undefined || this.rstCode === undefined || call.upstreamSession?.destroyed) {
+    const reason = call.upstreamError ?? 'connection closed';
     endWithStatus(call, grpcError(Status.UNAVAILABLE, `connection to function endpoint ${call.session.endpoint.key} failed: ${reason}`));
     return;
   }
@@ -242,7 +251,8 @@ function finish(call: ForwardedCall): void {
 }
 
 function report(call: ForwardedCall): void {
-  call.observer?.callEnded(call);
+  call.endedAt = performance.now();
+  call.telemetry.rpcForwarded(call);
 }
 
 function clearDeadline(call: ForwardedCall): void {

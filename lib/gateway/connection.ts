@@ -3,6 +3,7 @@
 // its graceful shutdown.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { ConnectionSessions } from '../sessions/session-manager.ts';
+import type { CloseReason } from '../telemetry/events.ts';
 
 /** GOAWAY with the largest stream id: "shutting down soon", new streams still accepted (RFC 9113 6.8). */
 const SHUTDOWN_NOTICE_LAST_STREAM = 2 ** 31 - 1;
@@ -12,7 +13,6 @@ interface CarriesConnection {
   [kConnection]?: ClientConnection;
 }
 
-export type CloseReason = 'idle' | 'drain';
 
 export interface ConnectionEvents {
   /** The connection was closed by the gateway for this reason (GOAWAY sent). */

@@ -3,7 +3,7 @@
 // gateway-originated gRPC status. Nothing here awaits I/O except a JWT not yet verified.
 import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Authenticator, Principal } from '../auth/authenticator.ts';
-import { forwardCall, type CallObserver } from '../forward/forward.ts';
+import { forwardCall } from '../forward/forward.ts';
 import { grpcError, isGrpcError, respondHttp, respondTrailersOnly, Status, type GrpcError } from '../grpc/status.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import type { Registry } from '../registry/registry.ts';
@@ -11,7 +11,7 @@ import { readInvocation } from '../route/invocation.ts';
 import { routeInvocation } from '../route/route.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import type { Logger } from '../telemetry/log.ts';
-import type { GatewayMetrics } from '../telemetry/metrics.ts';
+import type { Telemetry } from '../telemetry/events.ts';
 import { ClientConnection } from './connection.ts';
 import { GatewayHealth, isHealthPath } from './health.ts';
 
@@ -21,7 +21,7 @@ export interface GatewayOptions {
   readonly sessions: SessionManager;
   readonly idleTimeoutMs: number;
   readonly log: Logger;
-  readonly metrics: GatewayMetrics;
+  readonly telemetry: Telemetry;
 }
 
 /** Between the shutdown notice and the final GOAWAY of a draining connection. */
@@ -29,18 +29,17 @@ const DRAIN_NOTICE_MS = 1000;
 
 const draining = grpcError(Status.UNAVAILABLE, 'gateway is draining (shutting down)');
 const badTimeout = grpcError(Status.INVALID_ARGUMENT, 'malformed grpc-timeout metadata');
+const unverifiable = grpcError(Status.UNAUTHENTICATED, 'token could not be verified', 'verify_failed');
 
 export class Gateway {
   readonly health = new GatewayHealth();
   readonly #opts: GatewayOptions;
   readonly #connections = new Set<ClientConnection>();
-  readonly #observer: CallObserver;
   #draining = false;
   #drained: (() => void) | undefined;
 
   constructor(opts: GatewayOptions) {
     this.#opts = opts;
-    this.#observer = opts.metrics;
   }
 
   get draining(): boolean {
@@ -65,7 +64,7 @@ export class Gateway {
     if (!this.#draining) {
       this.#draining = true;
       this.health.stopServing();
-      this.#opts.metrics.setDraining(true);
+      this.#opts.telemetry.setDraining(true);
       for (const connection of this.#connections) connection.drain(DRAIN_NOTICE_MS, true);
     }
     if (this.#connections.size === 0) return Promise.resolve();
@@ -82,18 +81,18 @@ export class Gateway {
   }
 
   #onSession(session: ServerHttp2Session): void {
-    const { metrics } = this.#opts;
+    const { telemetry } = this.#opts;
     session.on('error', (err) => this.#opts.log.debug('client connection error', { error: err.message }));
     const connection = new ClientConnection(session, this.#opts.sessions.forConnection(), this.#opts.idleTimeoutMs, {
-      onGatewayClose: (reason) => metrics.connectionClosedBy(reason),
+      onGatewayClose: (reason) => telemetry.connectionClosedBy(reason),
       onClosed: (c) => {
         this.#connections.delete(c);
-        metrics.connectionClosed();
+        telemetry.connectionClosed();
         if (this.#draining && this.#connections.size === 0) this.#drained?.();
       },
     });
     this.#connections.add(connection);
-    metrics.connectionOpened();
+    telemetry.connectionOpened();
     if (this.#draining) connection.drain(DRAIN_NOTICE_MS, false);
   }
 
@@ -105,12 +104,22 @@ export class Gateway {
     }
     connection.streamOpened(stream);
     stream.on('error', ignoreStreamError);
+    const startedAt = performance.now();
+
     const contentType = headers['content-type'];
     if (!isGrpcContentType(contentType)) {
-      this.#opts.metrics.rpcRejected(415);
-      respondHttp(stream, 415, `fngate: expected content-type application/grpc, got ${contentType ?? 'none'}`, {
-        accept: 'application/grpc',
+      const message = `fngate: expected content-type application/grpc, got ${contentType ?? 'none'}`;
+      this.#opts.telemetry.rpcRejected({
+        path: headers[':path'],
+        status: 415,
+        http: true,
+        message,
+        reason: undefined,
+        subject: undefined,
+        functionId: undefined,
+        startedAt,
       });
+      respondHttp(stream, 415, message, { accept: 'application/grpc' });
       return;
     }
     const path = headers[':path'];
@@ -120,41 +129,63 @@ export class Gateway {
       return;
     }
     if (this.#draining) {
-      this.#reject(stream, draining);
+      this.#reject(stream, headers, startedAt, draining, undefined);
       connection.closeGracefully();
       return;
     }
     const principal = this.#opts.authenticator.authenticate(headers.authorization);
     if (principal instanceof Promise) {
       principal.then(
-        (p) => this.#invoke(stream, headers, connection, p),
-        () => this.#reject(stream, grpcError(Status.UNAUTHENTICATED, 'token could not be verified')),
+        (p) => this.#invoke(stream, headers, connection, p, startedAt),
+        () => this.#reject(stream, headers, startedAt, unverifiable, undefined),
       );
       return;
     }
-    this.#invoke(stream, headers, connection, principal);
+    this.#invoke(stream, headers, connection, principal, startedAt);
   }
 
-  #invoke(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: ClientConnection, principal: Principal | GrpcError): void {
+  #invoke(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    connection: ClientConnection,
+    principal: Principal | GrpcError,
+    startedAt: number,
+  ): void {
     if (stream.closed || stream.destroyed) return;
-    if (isGrpcError(principal)) return this.#reject(stream, principal);
+    if (isGrpcError(principal)) return this.#reject(stream, headers, startedAt, principal, undefined);
     const invocation = readInvocation(headers);
-    if (isGrpcError(invocation)) return this.#reject(stream, invocation);
+    if (isGrpcError(invocation)) return this.#reject(stream, headers, startedAt, invocation, principal);
     const timeoutText = headers['grpc-timeout'];
     let timeoutMs: number | undefined;
     if (timeoutText !== undefined) {
       timeoutMs = typeof timeoutText === 'string' ? parseGrpcTimeout(timeoutText) : undefined;
-      if (timeoutMs === undefined) return this.#reject(stream, badTimeout);
+      if (timeoutMs === undefined) return this.#reject(stream, headers, startedAt, badTimeout, principal);
     }
     const fn = routeInvocation(this.#opts.registry, principal, invocation);
-    if (isGrpcError(fn)) return this.#reject(stream, fn);
+    if (isGrpcError(fn)) return this.#reject(stream, headers, startedAt, fn, principal);
     const session = connection.sessions.acquire(fn, invocation.versionId, invocation.sessionId);
-    if (isGrpcError(session)) return this.#reject(stream, session);
-    forwardCall(stream, headers, session, principal.subject, timeoutMs, this.#observer);
+    if (isGrpcError(session)) return this.#reject(stream, headers, startedAt, session, principal);
+    forwardCall(stream, headers, session, principal.subject, timeoutMs, this.#opts.telemetry);
   }
 
-  #reject(stream: ServerHttp2Stream, error: GrpcError): void {
-    this.#opts.metrics.rpcRejected(error.code);
+  #reject(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    startedAt: number,
+    error: GrpcError,
+    principal: Principal | undefined,
+  ): void {
+    const functionId = headers['function-id'];
+    this.#opts.telemetry.rpcRejected({
+      path: headers[':path'],
+      status: error.code,
+      http: false,
+      message: error.message,
+      reason: error.reason,
+      subject: principal?.subject,
+      functionId: typeof functionId === 'string' ? functionId : undefined,
+      startedAt,
+    });
     respondTrailersOnly(stream, error);
   }
 }

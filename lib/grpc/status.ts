@@ -28,6 +28,8 @@ export type StatusCode = (typeof Status)[keyof typeof Status];
 export interface GrpcError {
   readonly code: StatusCode;
   readonly message: string;
+  /** Machine-readable cause, for metrics (auth failures by reason). */
+  readonly reason?: string;
 }
 
 /** Tells a gateway error from the success value of a step (none of which has a `code`). */
@@ -35,8 +37,8 @@ export function isGrpcError<T extends object>(value: T | GrpcError): value is Gr
   return 'code' in value;
 }
 
-export function grpcError(code: StatusCode, message: string): GrpcError {
-  return { code, message };
+export function grpcError(code: StatusCode, message: string, reason?: string): GrpcError {
+  return reason === undefined ? { code, message } : { code, message, reason };
 }
 
 /**

@@ -74,7 +74,7 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     sessions,
     idleTimeoutMs: config.idleTimeoutMs,
     log,
-    metrics,
+    telemetry: metrics,
   });
 
   const servers: Server[] = [];

@@ -1,9 +1,8 @@
 // Gateway counters and gauges, rendered in the Prometheus text format for admin /metrics.
 // Deliberately small: plain numbers updated on the hot path, formatted only when scraped.
-import type { CallObserver, CallOutcome } from '../forward/forward.ts';
-import type { CloseReason } from '../gateway/connection.ts';
+import type { CloseReason, ForwardedRpc, RejectedRpc, SessionInfo, Telemetry } from './events.ts';
 
-export class GatewayMetrics implements CallObserver {
+export class GatewayMetrics implements Telemetry {
   /** "function\0version\0status" -> count */
   readonly #forwarded = new Map<string, number>();
   /** status (gRPC code, or HTTP status for non-gRPC requests) -> count */
@@ -15,13 +14,17 @@ export class GatewayMetrics implements CallObserver {
   /** Sessions per endpoint, read when scraped. */
   sessionsByEndpoint: () => ReadonlyMap<string, number> = () => new Map();
 
-  callEnded(call: Readonly<CallOutcome>): void {
-    const key = `${call.session.functionId}\0${call.session.versionId}\0${call.status ?? 'cancelled'}`;
+  rpcStarting(_client: unknown, _upstream: unknown, _session: SessionInfo): undefined {
+    return undefined;
+  }
+
+  rpcForwarded(rpc: ForwardedRpc): void {
+    const key = `${rpc.session.functionId}\0${rpc.session.versionId}\0${rpc.status ?? 'cancelled'}`;
     this.#forwarded.set(key, (this.#forwarded.get(key) ?? 0) + 1);
   }
 
-  rpcRejected(status: number): void {
-    this.#rejected.set(status, (this.#rejected.get(status) ?? 0) + 1);
+  rpcRejected(rpc: RejectedRpc): void {
+    this.#rejected.set(rpc.status, (this.#rejected.get(rpc.status) ?? 0) + 1);
   }
 
   connectionOpened(): void {
