@@ -1,8 +1,12 @@
 # fngate: `make run` starts the embedded default (fngate local); `make test` runs everything.
-# Every tool the tests need is installed here, into .cache/ (kept between runs).
+# Every tool the tests need is installed by this Makefile into $(FNGATE_CACHE), outside the
+# work tree so that a fresh clone (CI) reuses what an earlier run built; `.cache` in the tree
+# is a link to it, for the tests. `rm -rf ~/.cache/fngate` starts over.
 
 SHELL := /bin/bash
-CACHE := $(CURDIR)/.cache
+FNGATE_CACHE ?= $(HOME)/.cache/fngate
+CACHE := $(abspath $(FNGATE_CACHE))
+export FNGATE_CACHE := $(CACHE)
 # node_modules/.bin first: the `node@24` devDependency brings Node 24 on older machines.
 export PATH := $(CURDIR)/node_modules/.bin:$(CACHE)/bin:$(CACHE)/venv/bin:$(PATH)
 export GOPATH := $(CACHE)/go
@@ -29,10 +33,18 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck tools
+test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools
 	npm test
 
 clean:
 	rm -rf dist .tap
 
+# The in-tree link to the cache (a real .cache directory, if someone made one, is left alone).
+$(CURDIR)/.cache:
+	mkdir -p $(CACHE)
+	ln -sfn $(CACHE) $@
+
 include make/tools.mk
+include make/kube.mk
+include make/conformance.mk
+include make/bench.mk
