@@ -55,28 +55,50 @@ export function listenH2c(server: Http2Server, address: ListenAddress): Promise<
   return listen(tcp, address);
 }
 
+/** An HTTP/1.x request line: those clients get a readable HTTP/1.1 answer. */
+const REQUEST_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP\/1\.\d\r?$/;
+/** How much of a first line to wait for before deciding it is not HTTP/1.x. */
+const MAX_REQUEST_LINE = 8192;
+/** GOAWAY(last stream 0, PROTOCOL_ERROR): the answer to a bad preface (RFC 9113 3.4). */
+const GOAWAY_PROTOCOL_ERROR = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
 function sniffPreface(socket: net.Socket, server: Http2Server): void {
   let seen: Buffer = Buffer.alloc(0);
   socket.on('error', () => socket.destroy());
   socket.setTimeout(PREFACE_TIMEOUT_MS, () => socket.destroy());
+  const refuse = (answer: string | Buffer): void => {
+    socket.removeListener('data', onData);
+    socket.setTimeout(0);
+    socket.end(answer);
+  };
   const onData = (chunk: Buffer): void => {
     seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
     const n = Math.min(seen.length, PREFACE.length);
-    if (seen.compare(PREFACE, 0, n, 0, n) !== 0) {
+    if (seen.compare(PREFACE, 0, n, 0, n) === 0) {
+      if (n < PREFACE.length) return; // a prefix of the preface: wait for the rest
       socket.removeListener('data', onData);
+      socket.removeAllListeners('error');
       socket.setTimeout(0);
-      socket.end(HTTP1_RESPONSE);
+      socket.pause();
+      socket.unshift(seen);
+      server.emit('connection', socket);
       return;
     }
-    if (n < PREFACE.length) return; // a prefix of the preface: wait for the rest
-    socket.removeListener('data', onData);
-    socket.removeAllListeners('error');
-    socket.setTimeout(0);
-    socket.pause();
-    socket.unshift(seen);
-    server.emit('connection', socket);
+    // Not HTTP/2. An HTTP/1.x request gets an HTTP/1.1 answer; anything else the GOAWAY an
+    // HTTP/2 peer expects. Printable text without a newline yet may still become a request line.
+    const eol = seen.indexOf(0x0a);
+    if (eol >= 0) {
+      refuse(REQUEST_LINE.test(seen.toString('latin1', 0, eol)) ? HTTP1_RESPONSE : GOAWAY_PROTOCOL_ERROR);
+    } else if (seen.length > MAX_REQUEST_LINE || !isPrintable(seen)) {
+      refuse(GOAWAY_PROTOCOL_ERROR);
+    }
   };
   socket.on('data', onData);
+}
+
+function isPrintable(bytes: Buffer): boolean {
+  for (const b of bytes) if ((b < 0x20 || b > 0x7e) && b !== 0x0d) return false;
+  return true;
 }
 
 export interface TlsFiles {

@@ -1,0 +1,239 @@
+// HTTP/2 conformance (issue 8): h2spec's generic and http2 sections against fngate's h2c and
+// TLS listeners, each compared with bare node:http2 servers (the baselines) over the same
+// transport. fngate's HTTP/2 framing is node:http2's (nghttp2), so a case a bare server fails
+// as well is Node's, not fngate's; only cases fngate fails and every baseline passes count.
+//
+// h2spec sends plain GET requests without gRPC metadata: fngate answers them at once with 415
+// (a gRPC request would get a trailers-only error), which is all the frame-level cases need.
+// Two baselines, because how a bare Node server answers changes which cases it fails:
+//   grpc-ish    200 application/grpc, one empty message, then trailers grpc-status 0 (the
+//               trailers need a round trip through JS, so the stream stays open a moment)
+//   immediate   what fngate answers h2spec: 415 text/plain with a body, ended at once. Over
+//               TLS, h2spec's frame after END_STREAM then arrives in a later read, after the
+//               stream closed, and nghttp2 keeps no state of closed streams: it ignores the
+//               frame instead of answering STREAM_CLOSED (http2/5.1/5, 5.1/6, 6.1/2).
+// Binary: `make conformance-tools` (make/conformance.mk).
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { join } from 'node:path';
+import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
+import { REPO_ROOT, startGateway } from '../helpers/gateway.ts';
+
+const H2SPEC = process.env['H2SPEC'] ?? join(REPO_ROOT, '.cache', 'bin', 'h2spec');
+if (!existsSync(H2SPEC)) throw new Error(`${H2SPEC} is missing: run \`make conformance-tools\` (make test does)`);
+
+const SECTIONS = ['generic', 'http2'];
+
+interface H2specCase {
+  /** `http2/6.9.1/2`: the section's id and the case's number in it, as h2spec numbers them. */
+  id: string;
+  /** `6.9.1. The Flow Control Window: Sends SETTINGS frame to set the initial window size ...` */
+  description: string;
+  failed: boolean;
+  skipped: boolean;
+  /** h2spec's expected/actual text of a failure. */
+  detail: string;
+}
+
+/** Undoes Go's encoding/xml escaping. */
+function unescapeXml(s: string): string {
+  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_, e: string) => {
+    if (e.startsWith('#x')) return String.fromCodePoint(parseInt(e.slice(2), 16));
+    if (e.startsWith('#')) return String.fromCodePoint(Number(e.slice(1)));
+    return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[e] ?? '';
+  });
+}
+
+/** h2spec's JUnit report (reporter/junit_report.go): testsuites > testsuite > testcase. */
+function parseJUnit(xml: string): H2specCase[] {
+  const sectionNames = new Map<string, string>();
+  for (const m of xml.matchAll(/<testsuite name="([^"]*)" package="([^"]*)"/g)) sectionNames.set(unescapeXml(m[2] ?? ''), unescapeXml(m[1] ?? ''));
+  const numbers = new Map<string, number>();
+  const cases: H2specCase[] = [];
+  for (const m of xml.matchAll(/<testcase package="([^"]*)" classname="([^"]*)" time="[^"]*">([\s\S]*?)<\/testcase>/g)) {
+    const pkg = unescapeXml(m[1] ?? '');
+    const n = (numbers.get(pkg) ?? 0) + 1;
+    numbers.set(pkg, n);
+    const body = m[3] ?? '';
+    const problem = /<(failure|error)>([\s\S]*?)<\/\1>/.exec(body);
+    cases.push({
+      id: `${pkg}/${n}`,
+      description: `${sectionNames.get(pkg) ?? pkg}: ${unescapeXml(m[2] ?? '')}`,
+      failed: problem !== null,
+      skipped: /<skipped/.test(body),
+      detail: problem === null ? '' : unescapeXml(problem[2] ?? '').trim(),
+    });
+  }
+  return cases;
+}
+
+interface H2specRun {
+  cases: H2specCase[];
+  failed: Map<string, H2specCase>;
+  /** h2spec's console output. */
+  output: string;
+}
+
+function runH2spec(address: string, useTls: boolean, report: string): Promise<H2specRun> {
+  const colon = address.lastIndexOf(':');
+  const args = [...SECTIONS, '-h', address.slice(0, colon), '-p', address.slice(colon + 1), '--timeout', '2', '-j', report];
+  if (useTls) args.push('--tls', '-k');
+  return new Promise((resolve, reject) => {
+    // h2spec exits 1 when a case fails: the report is what counts.
+    execFile(H2SPEC, args, { timeout: 240_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const output = `$ h2spec ${args.join(' ')}\n${stdout}${stderr}`;
+      if (err !== null && (err.killed || !existsSync(report))) {
+        reject(new Error(`h2spec did not finish${err.killed ? ' (killed after 240 s)' : ''}:\n${output}`));
+        return;
+      }
+      const cases = parseJUnit(readFileSync(report, 'utf8'));
+      if (cases.length === 0) {
+        reject(new Error(`h2spec wrote no test cases to ${report}:\n${output}`));
+        return;
+      }
+      resolve({ cases, failed: new Map(cases.filter((c) => c.failed).map((c) => [c.id, c])), output });
+    });
+  });
+}
+
+/** h2spec's failure text ("expected 1\nexpected 2\nactual", or "Expect:\n...\nActual:\n...") on one line. */
+function outcome(detail: string): string {
+  const lines = detail.split('\n').filter((l) => l !== '' && l !== 'Expect:' && l !== 'Actual:');
+  const actual = lines.pop() ?? '';
+  return `expected ${lines.join(' or ')}; got ${actual}`;
+}
+
+const describe = (c: H2specCase): string => `${c.id} "${c.description}" (${outcome(c.detail)})`;
+
+// --- the baselines: bare node:http2 servers ------------------------------------------------
+
+type Style = 'grpc-ish' | 'immediate';
+const EMPTY_GRPC_MESSAGE = Buffer.alloc(5); // uncompressed, length 0
+
+function answer(style: Style): (stream: http2.ServerHttp2Stream) => void {
+  return (stream) => {
+    stream.on('error', () => {}); // resets are what h2spec is about
+    stream.resume(); // read and drop the request body
+    if (stream.destroyed || stream.closed) return;
+    if (style === 'immediate') {
+      stream.respond({ ':status': 415, 'content-type': 'text/plain; charset=utf-8' });
+      stream.end('baseline: expected content-type application/grpc\n');
+      return;
+    }
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(EMPTY_GRPC_MESSAGE);
+  };
+}
+
+async function listen(server: net.Server): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+const dir = t.testdir({});
+const cert = makeTlsCert(join(dir, 'tls'));
+
+/** A bare server answering in `style`, on 127.0.0.1:0. close() cuts its sessions too. */
+async function startBaseline(style: Style, useTls: boolean): Promise<{ address: string; close: () => Promise<void> }> {
+  const server = useTls
+    ? http2.createSecureServer({ cert: readFileSync(cert.cert), key: readFileSync(cert.key), allowHTTP1: false })
+    : http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('stream', answer(style));
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.on('error', () => {});
+    session.once('close', () => sessions.delete(session));
+  });
+  server.on('sessionError', () => {});
+  if (useTls) server.on('tlsClientError', () => {});
+  const address = await listen(server);
+  const close = (): Promise<void> =>
+    new Promise((resolve) => {
+      for (const s of sessions) s.destroy();
+      server.close(() => resolve());
+    });
+  return { address, close };
+}
+
+// --- fngate --------------------------------------------------------------------------------
+
+const FN = 'h2spec';
+writeFunctionsDir(join(dir, 'fns'), [{ name: 'h2spec', functionId: FN, activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: ['127.0.0.1:9'] }] }]);
+writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'h2spec', key: randomKey(), functions: [FN] }]);
+const gw = await startGateway([
+  '--functions', join(dir, 'fns'),
+  '--api-keys', join(dir, 'keys.yaml'),
+  '--tls-listen', '127.0.0.1:0',
+  '--tls-cert', cert.cert,
+  '--tls-key', cert.key,
+]);
+t.teardown(() => gw.stop());
+if (gw.tls === null) throw new Error(`no TLS listener in the readiness line:\n${gw.logs()}`);
+
+const LISTENERS = [
+  { name: 'h2c', useTls: false, fngate: gw.h2c },
+  { name: 'TLS', useTls: true, fngate: gw.tls },
+] as const;
+const STYLES: Style[] = ['grpc-ish', 'immediate'];
+
+for (const listener of LISTENERS) {
+  t.test(`h2spec ${SECTIONS.join(' + ')} against fngate's ${listener.name} listener`, async (t) => {
+    const bareServers = await Promise.all(STYLES.map((style) => startBaseline(style, listener.useTls)));
+    t.teardown(() => Promise.all(bareServers.map((b) => b.close())));
+    // All runs at once: they share nothing, and h2spec mostly waits (--timeout 2 per case).
+    const [fngate, ...baselines] = await Promise.all([
+      runH2spec(listener.fngate, listener.useTls, join(dir, `fngate-${listener.name}.xml`)),
+      ...bareServers.map((b, i) => runH2spec(b.address, listener.useTls, join(dir, `baseline-${STYLES[i]}-${listener.name}.xml`))),
+    ]);
+
+    /** Node-owned: cases some bare server fails, with the styles that fail each. */
+    const nodeOwned = new Map<string, Style[]>();
+    baselines.forEach((baseline, i) => {
+      const style = STYLES[i] ?? 'grpc-ish';
+      const failures = [...baseline.failed.values()];
+      t.comment(
+        `bare node:http2 server, ${style} answers (${listener.name}): ${failures.length} of ${baseline.cases.length} cases fail` +
+          (failures.length === 0 ? '' : `:\n${failures.map(describe).join('\n')}`),
+      );
+      for (const c of failures) nodeOwned.set(c.id, [...(nodeOwned.get(c.id) ?? []), style]);
+      t.same(fngate.cases.map((c) => c.id), baseline.cases.map((c) => c.id), `h2spec ran the same cases against fngate and the ${style} baseline`);
+    });
+    t.ok(fngate.cases.length >= 100, `h2spec ran ${fngate.cases.length} cases`, { output: fngate.output });
+
+    const fngateFailures = [...fngate.failed.values()];
+    t.comment(
+      `fngate (${listener.name}): ${fngateFailures.length} of ${fngate.cases.length} cases fail` +
+        fngateFailures
+          .map((c) => {
+            const styles = nodeOwned.get(c.id);
+            return `\n${c.id}: ${styles === undefined ? 'FNGATE-OWNED' : `Node's (the bare server fails it too, ${styles.join(' and ')} answers)`}`;
+          })
+          .join(''),
+    );
+
+    const owned = fngateFailures.filter((c) => !nodeOwned.has(c.id));
+    t.same(
+      owned.map((c) => c.id),
+      [],
+      owned.length === 0
+        ? 'no fngate-owned failures: fngate fails only cases a bare node:http2 server fails too'
+        : `fngate-owned failures (every bare server passes these): ${owned.map(describe).join('; ')}`,
+      { owned: owned.map((c) => ({ id: c.id, description: c.description, h2spec: c.detail })), gatewayLogTail: gw.logs().slice(-4000) },
+    );
+
+    const better = [...nodeOwned.keys()].filter((id) => !fngate.failed.has(id));
+    if (better.length > 0) t.comment(`fngate passes where a bare server fails: ${better.join(', ')}`);
+
+    // h2spec's abuse left the gateway serving.
+    const health = await fetch(`http://${gw.admin}/healthz`);
+    t.equal(health.status, 200, 'fngate still healthy after h2spec');
+  });
+}
