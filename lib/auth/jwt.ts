@@ -8,13 +8,11 @@
 //
 // Nothing here throws or reports INTERNAL for a bad token: every failure is UNAUTHENTICATED
 // with a short reason. The token itself never appears in a message or a log line.
-import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, jwksCache, jwtVerify } from 'jose';
 import type { ExportedJWKSCache, FetchImplementation, JSONWebKeySet, JWTPayload, JWTVerifyGetKey, LocalJWKSet, RemoteJWKSet } from 'jose';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Logger } from '../telemetry/log.ts';
-import { statSignature, watchDirectory } from '../sources/file/watch.ts';
+import { readTextFile, watchTextFile } from '../sources/file/watch.ts';
 import type { Closable, WatchTiming } from '../sources/file/watch.ts';
 import type { Principal, TokenVerifier } from './authenticator.ts';
 
@@ -66,29 +64,29 @@ const MAX_CACHE_CHARS = 16 * 1024 * 1024;
 const SUBJECT = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
-const reject = (why: string): GrpcError => grpcError(Status.UNAUTHENTICATED, `invalid JWT: ${why}`);
+const reject = (why: string, reason: string): GrpcError => grpcError(Status.UNAUTHENTICATED, `invalid JWT: ${why}`, reason);
 const R = {
-  tooLarge: grpcError(Status.UNAUTHENTICATED, `token too large (over ${MAX_TOKEN_LENGTH / 1024} KiB)`),
-  shape: reject('malformed (expected three dot-separated base64url segments)'),
-  noSignature: reject('signature missing'),
-  malformed: reject('malformed'),
-  expired: reject('expired'),
-  notYetValid: reject('not yet valid (nbf)'),
-  issuer: reject('wrong issuer'),
-  audience: reject('wrong audience'),
-  noExp: reject('no exp claim'),
-  noIss: reject('no iss claim'),
-  noAud: reject('no aud claim'),
-  noSub: reject('no sub claim'),
-  badSub: reject('sub claim must be 1-1024 printable ASCII characters'),
-  signature: reject('bad signature'),
-  alg: reject('algorithm not allowed (asymmetric signatures only)'),
-  unknownKey: reject('unknown signing key'),
-  ambiguousKey: reject('several signing keys match; the token needs a kid'),
-  badKey: reject('signing key unusable'),
-  unsupported: reject('unsupported token'),
-  keysUnavailable: reject('signing keys unavailable'),
-  other: reject('rejected'),
+  tooLarge: grpcError(Status.UNAUTHENTICATED, `token too large (over ${MAX_TOKEN_LENGTH / 1024} KiB)`, 'token_too_large'),
+  shape: reject('malformed (expected three dot-separated base64url segments)', 'jwt_shape'),
+  noSignature: reject('signature missing', 'jwt_no_signature'),
+  malformed: reject('malformed', 'jwt_malformed'),
+  expired: reject('expired', 'jwt_expired'),
+  notYetValid: reject('not yet valid (nbf)', 'jwt_not_yet_valid'),
+  issuer: reject('wrong issuer', 'jwt_issuer'),
+  audience: reject('wrong audience', 'jwt_audience'),
+  noExp: reject('no exp claim', 'jwt_no_exp'),
+  noIss: reject('no iss claim', 'jwt_no_iss'),
+  noAud: reject('no aud claim', 'jwt_no_aud'),
+  noSub: reject('no sub claim', 'jwt_no_sub'),
+  badSub: reject('sub claim must be 1-1024 printable ASCII characters', 'jwt_bad_sub'),
+  signature: reject('bad signature', 'jwt_signature'),
+  alg: reject('algorithm not allowed (asymmetric signatures only)', 'jwt_alg'),
+  unknownKey: reject('unknown signing key', 'jwt_unknown_key'),
+  ambiguousKey: reject('several signing keys match; the token needs a kid', 'jwt_ambiguous_key'),
+  badKey: reject('signing key unusable', 'jwt_bad_key'),
+  unsupported: reject('unsupported token', 'jwt_unsupported'),
+  keysUnavailable: reject('signing keys unavailable', 'jwt_keys_unavailable'),
+  other: reject('rejected', 'jwt_other'),
 } as const;
 
 const NO_FUNCTIONS: ReadonlySet<string> = new Set();
@@ -304,54 +302,27 @@ class Verifier implements JwtVerifier {
   // ---- key sources ----
 
   async useFile(path: string, timing: WatchTiming): Promise<void> {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(`jwks file ${path}: ${code === 'ENOENT' ? 'does not exist' : (err as Error).message}`);
-    }
+    const text = await readTextFile(path, 'jwks file');
     let local: LocalJWKSet = this.#useLocal(parseJwksFile(text, `jwks file ${path}`), path);
     this.#getKey = (header, token) => local(header, token);
 
-    const base = basename(path);
-    let signature: string | undefined;
-    let lastText = text;
-    let unreadable = false;
-    const check = async (): Promise<(() => void) | undefined> => {
-      let next: string;
-      try {
-        const sig = statSignature(await stat(path));
-        if (sig !== undefined && sig === signature) return undefined;
-        signature = sig;
-        next = await readFile(path, 'utf8');
-        unreadable = false;
-      } catch (err) {
-        if (!unreadable) this.#log.error('cannot read JWKS file; keeping the last good keys', { file: path, error: (err as Error).message });
-        unreadable = true;
-        signature = undefined;
-        return undefined;
-      }
-      if (next === lastText) return undefined;
-      lastText = next;
-      let jwks: JSONWebKeySet;
-      try {
-        jwks = parseJwksFile(next, `jwks file ${path}`);
-      } catch (err) {
-        this.#log.error('invalid JWKS file; keeping the last good keys', { file: path, error: (err as Error).message });
-        return undefined;
-      }
-      return () => {
-        local = this.#useLocal(jwks, path);
-      };
-    };
-    const watch: Closable = watchDirectory({
-      dir: dirname(path),
-      debounceMs: timing.debounceMs ?? 100,
-      pollMs: timing.pollMs ?? 1000,
-      fsWatch: timing.fsWatch ?? true,
-      accept: (name) => name === base || name.startsWith('..'),
-      check,
+    const watch: Closable = watchTextFile({
+      path,
+      timing,
+      unreadableMessage: 'cannot read JWKS file; keeping the last good keys',
+      initialText: text,
+      onText: (next) => {
+        let jwks: JSONWebKeySet;
+        try {
+          jwks = parseJwksFile(next, `jwks file ${path}`);
+        } catch (err) {
+          this.#log.error('invalid JWKS file; keeping the last good keys', { file: path, error: (err as Error).message });
+          return undefined;
+        }
+        return () => {
+          local = this.#useLocal(jwks, path);
+        };
+      },
       log: this.#log,
     });
     this.#closers.push(() => watch.close());

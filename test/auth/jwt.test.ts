@@ -13,7 +13,8 @@ import { Authenticator, mayInvoke, type Principal } from '../../lib/auth/authent
 import { Registry } from '../../lib/registry/registry.ts';
 import { Status, isGrpcError, type GrpcError } from '../../lib/grpc/status.ts';
 import { writeFileAtomic } from '../helpers/files.ts';
-import { captureLog, sleep } from '../sources/changes.ts';
+import { sleep, waitForAsync } from '../helpers/wait.ts';
+import { captureLog } from '../sources/changes.ts';
 
 const ISS = 'https://issuer.test/';
 const AUD = 'fngate';
@@ -113,14 +114,6 @@ function principal(t: Test, got: Principal | GrpcError, what: string): Principal
   }
   t.pass(`${what}: accepted`);
   return got;
-}
-
-async function waitFor(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
 }
 
 const isPromise = (value: unknown): boolean => value instanceof Promise;
@@ -383,7 +376,7 @@ t.test('remote JWKS: a removed key revokes cached tokens after the background re
 
   server.keys = [rsa.jwk];
   const started = Date.now();
-  await waitFor(async () => isGrpcError(await outcome(v, revoked)), 3000, 'revocation');
+  await waitForAsync(async () => isGrpcError(await outcome(v, revoked)), 3000, 'revocation');
   t.ok(Date.now() - started < 3000, `revoked after ${Date.now() - started} ms`);
   const got = await outcome(v, revoked);
   t.match((got as GrpcError).message, /unknown signing key/);
@@ -416,7 +409,7 @@ t.test('JWKS file: verifies, re-reads on change, a removed key is rejected withi
   // The EdDSA key removed: its token is rejected within a few seconds, the RSA one still passes.
   writeFileAtomic(file, JSON.stringify({ keys: [rsa.jwk, ec.jwk] }));
   const started = Date.now();
-  await waitFor(async () => isGrpcError(await outcome(v, edToken)), 5000, 'revocation by file');
+  await waitForAsync(async () => isGrpcError(await outcome(v, edToken)), 5000, 'revocation by file');
   t.ok(Date.now() - started < 5000, `revoked after ${Date.now() - started} ms`);
   t.match((await outcome(v, edToken) as GrpcError).message, /unknown signing key/);
   principal(t, await outcome(v, rsaToken), 'RS256 still verifies');

@@ -3,7 +3,7 @@
 // already open; re-adding it restores access; a broken edit keeps the last good set.
 import t from 'tap';
 import { join } from 'node:path';
-import { startEchoBackend, waitFor } from '../helpers/backend.ts';
+import { startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import type { CallResult, EchoClient, MetadataRecord } from '../helpers/echo-client.ts';
@@ -12,6 +12,7 @@ import type { TestKey } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess, LogLine } from '../helpers/gateway.ts';
 import { runPythonClient } from '../helpers/python.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 const UNAUTHENTICATED = 16;
 const FN = 'fn-guarded';
@@ -61,7 +62,6 @@ async function setup(t: Teardown, keys: TestKey[]): Promise<Env> {
 const md = (key: string, extra: MetadataRecord = {}): MetadataRecord => ({ authorization: `Bearer ${key}`, 'function-id': FN, ...extra });
 const reqid = (r: CallResult): string | undefined => (typeof r.initial['nvcf-reqid'] === 'string' ? r.initial['nvcf-reqid'] : undefined);
 const summary = (r: CallResult): string => `status ${r.status} ${JSON.stringify(r.details)} backend ${r.reply?.backend ?? '-'} reqid ${reqid(r) ?? '-'}`;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Calls on `c` every 20 ms until a call's status is `want`; returns that call, the time it

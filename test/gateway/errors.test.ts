@@ -6,18 +6,17 @@ import t from 'tap';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { startEchoBackend, startGarbageBackend, startSilentBackend, waitFor } from '../helpers/backend.ts';
-import type { RawBackend } from '../helpers/backend.ts';
-import { echoClient } from '../helpers/echo-client.ts';
+import { startDropBackend, startEchoBackend, startGarbageBackend, startSilentBackend } from '../helpers/backend.ts';
+import { echoClient, holdStream } from '../helpers/echo-client.ts';
 import type { CallResult, MetadataRecord } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, encodeEchoRequest } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import type { TestFunction } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess } from '../helpers/gateway.ts';
-import { grpcFrame, rawGrpcCall } from '../helpers/http2-raw.ts';
+import { decodeGrpcMessage, grpcFrame, rawGrpcCall } from '../helpers/http2-raw.ts';
 import type { RawResponse } from '../helpers/http2-raw.ts';
-import { runPythonClient } from '../helpers/python.ts';
+import { pyHeaderArgs, runPythonClient } from '../helpers/python.ts';
 import type { PyCall } from '../helpers/python.ts';
 
 type TestT = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -44,52 +43,6 @@ async function deadPort(): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/**
- * Accepts TCP connections and drops each at once, before a byte is written: `close` with a
- * FIN (a process that accepts and closes), `reset` with a TCP RST. Not in helpers/backend.ts.
- */
-async function startDropBackend(how: 'close' | 'reset'): Promise<RawBackend> {
-  let connections = 0;
-  const server = net.createServer((socket) => {
-    connections++;
-    socket.on('error', () => {});
-    // Read (and drop) whatever comes, so the peer's FIN is seen and the socket can close.
-    socket.resume();
-    if (how === 'close') socket.end();
-    else socket.resetAndDestroy();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    address: `127.0.0.1:${port}`,
-    get connections() {
-      return connections;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/** grpc-message as the gRPC spec encodes it: %XX are UTF-8 bytes. */
-function decodeGrpcMessage(raw: string | string[] | undefined): string {
-  if (typeof raw !== 'string') return '';
-  const bytes: number[] = [];
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === '%' && /^[0-9A-Fa-f]{2}$/.test(raw.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else {
-      bytes.push(raw.charCodeAt(i));
-    }
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
-
-/** `-H key=value` arguments for echo_client.py. */
-function pyHeaders(md: MetadataRecord): string[] {
-  return Object.entries(md).flatMap(([k, v]) => ['-H', `${k}=${typeof v === 'string' ? v : v.toString('base64')}`]);
 }
 
 const onePyCall = (calls: PyCall[]): PyCall => {
@@ -154,13 +107,7 @@ const PROBE_SESSION = String(probeFirst.initial['nvcf-reqid']);
 // Another client on its own connection holds a stream open through all of it.
 const bystander = echoClient(gw.h2c);
 t.teardown(() => bystander.close());
-const bystanderAbort = new AbortController();
-let bystanderReplies = 0;
-const bystanderCall = bystander.serverStream({ ...GOOD, 'x-echo-hold': '1' }, { count: 1 }, {
-  signal: bystanderAbort.signal,
-  onReply: () => void bystanderReplies++,
-});
-await waitFor(() => bystanderReplies === 1, 5000, 'bystander stream open');
+const bystanderStream = await holdStream(bystander, GOOD, 'bystander stream open');
 
 // --- the error table, row by row -------------------------------------------------------
 
@@ -253,7 +200,7 @@ for (const row of rows) {
     t.equal(after.reply?.peer, before.reply?.peer, 'same upstream connection after the error');
 
     // grpcio: two calls on one channel, both answered with the error (the channel survives the first).
-    const py = await runPythonClient(['--target', gw.h2c, '--timeout', '5', ...pyHeaders(row.md), 'unary', '--calls', '2']);
+    const py = await runPythonClient(['--target', gw.h2c, '--timeout', '5', ...pyHeaderArgs(row.md), 'unary', '--calls', '2']);
     t.equal(py.calls.length, 2);
     for (const [i, call] of py.calls.entries()) {
       t.equal(call.code_value, row.code, `python call ${i}: ${CODE_NAME[row.code]} (got ${call.code} "${call.details}")`);
@@ -282,7 +229,7 @@ t.test('maxSessionsPerEndpoint 1: a second connection gets RESOURCE_EXHAUSTED wh
   const b = await second.unary(md);
   t.equal(b.status, Code.RESOURCE_EXHAUSTED, `grpc-js second connection (got ${b.status} "${b.details}")`);
   t.match(b.details, message);
-  const py = onePyCall((await runPythonClient(['--target', gw.h2c, '--timeout', '5', ...pyHeaders(md), 'unary'])).calls);
+  const py = onePyCall((await runPythonClient(['--target', gw.h2c, '--timeout', '5', ...pyHeaderArgs(md), 'unary'])).calls);
   t.equal(py.code, 'RESOURCE_EXHAUSTED', `python (got ${py.code} "${py.details}")`);
   t.match(py.details, message);
 
@@ -327,7 +274,7 @@ t.test('grpc-timeout running out inside the gateway: DEADLINE_EXCEEDED, promptly
   // grpcio turns a grpc-timeout given as metadata into its own deadline as well (and will not
   // send one shorter than --timeout), so here the gateway and the client race to report it; the
   // gateway's part shows as the prompt end and the backend's cancel.
-  const py = onePyCall((await runPythonClient(['--target', gw.h2c, ...pyHeaders(md), 'unary'])).calls);
+  const py = onePyCall((await runPythonClient(['--target', gw.h2c, ...pyHeaderArgs(md), 'unary'])).calls);
   t.equal(py.code, 'DEADLINE_EXCEEDED', `python (got ${py.code} "${py.details}")`);
   t.match(py.details, /deadline exceeded/i);
   t.ok(py.elapsed_ms < 1500, `python call ended after ${py.elapsed_ms} ms`);
@@ -379,12 +326,11 @@ function checkTrailersOnly(t: TestT, res: RawResponse, row: Row): void {
 }
 
 t.test('the bystander connection was not disturbed', async (t) => {
-  t.equal(bystanderReplies, 1);
+  t.equal(bystanderStream.replies, 1);
   t.equal(echo.active, 1, 'its held stream is still open at the function');
   const r = await bystander.unary(GOOD);
   t.equal(r.status, Code.OK, 'and its connection serves new calls');
-  bystanderAbort.abort();
-  const held = await bystanderCall;
+  const held = await bystanderStream.cancel();
   t.equal(held.status, Code.CANCELLED, 'it ends when its client cancels, not before');
   t.equal(held.replyCount, 1);
   await echo.waitFor(() => echo.active === 0);
@@ -397,10 +343,7 @@ t.test('draining gateway: a new connection\'s call gets UNAVAILABLE after a GOAW
   t.teardown(() => dgw.stop());
   const long = echoClient(dgw.h2c);
   t.teardown(() => long.close());
-  const abort = new AbortController();
-  let replies = 0;
-  const held = long.serverStream({ ...GOOD, 'x-echo-hold': '1' }, { count: 1 }, { signal: abort.signal, onReply: () => void replies++ });
-  await waitFor(() => replies === 1, 5000, 'long stream open');
+  const held = await holdStream(long, GOOD, 'long stream open');
 
   dgw.signal('SIGTERM');
   await dgw.waitForLog((l) => l['msg'] === 'draining');
@@ -416,7 +359,7 @@ t.test('draining gateway: a new connection\'s call gets UNAVAILABLE after a GOAW
   t.ok(r.elapsedMs < 2000, `answered at once (${Math.round(r.elapsedMs)} ms), not at the deadline`);
 
   // grpcio: a deadline of 3 s, so that "never answered" shows up as DEADLINE_EXCEEDED rather than a hang.
-  const py = onePyCall((await runPythonClient(['--target', dgw.h2c, '--timeout', '3', ...pyHeaders(GOOD), 'unary'])).calls);
+  const py = onePyCall((await runPythonClient(['--target', dgw.h2c, '--timeout', '3', ...pyHeaderArgs(GOOD), 'unary'])).calls);
   t.equal(py.code, 'UNAVAILABLE', `python new connection (got ${py.code} "${py.details}" after ${py.elapsed_ms} ms)`);
   t.match(py.details, /draining|GOAWAY|refused|unavailable/i);
 
@@ -426,9 +369,8 @@ t.test('draining gateway: a new connection\'s call gets UNAVAILABLE after a GOAW
   t.equal(raw.goaway?.errorCode, 0, 'GOAWAY(NO_ERROR)');
 
   t.equal(echo.active, 1, 'the long stream still runs');
-  t.equal(replies, 1);
-  abort.abort();
-  t.equal((await held).status, Code.CANCELLED);
+  t.equal(held.replies, 1);
+  t.equal((await held.cancel()).status, Code.CANCELLED);
   t.same(await dgw.exited, { code: 0, signal: null }, 'exits 0 once the last stream ended');
   await echo.waitFor(() => echo.active === 0);
 });

@@ -13,32 +13,15 @@ import { echoClient } from '../helpers/echo-client.ts';
 import type { CallResult, EchoClient } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, encodeEchoRequest } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { metric, metricsText, startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess } from '../helpers/gateway.ts';
 import { grpcFrame, rawGrpcCall } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
+import { waitForAsync } from '../helpers/wait.ts';
 
 const FN_ECHO = 'fn-faults';
 const FN_SILENT = 'fn-silent';
 const FN_STORM = 'fn-storm';
-
-async function metricsText(gw: GatewayProcess): Promise<string> {
-  return (await fetch(`http://${gw.admin}/metrics`)).text();
-}
-
-/** A series' value from /metrics; 0 when absent. */
-async function metric(gw: GatewayProcess, series: string): Promise<number> {
-  const line = (await metricsText(gw)).split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-async function waitForAsync(pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > until) throw new Error(`${what}: not true within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Closes the clients, then waits for the gateway to count no client connection and no session. */
 async function expectNoLeak(t: Test, gw: GatewayProcess, clients: EchoClient[]): Promise<void> {

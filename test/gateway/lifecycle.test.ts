@@ -6,15 +6,16 @@ import t from 'tap';
 import type { Test } from 'tap';
 import http2 from 'node:http2';
 import { join } from 'node:path';
-import { startEchoBackend, waitFor } from '../helpers/backend.ts';
+import { startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, decodeEchoReply, encodeEchoRequest } from '../helpers/echo-proto.ts';
 import type { EchoRequest } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { metric, startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess } from '../helpers/gateway.ts';
 import { grpcFrame, parseGrpcFrames } from '../helpers/http2-raw.ts';
+import { waitFor, waitForAsync } from '../helpers/wait.ts';
 
 const FN = 'fn-lifecycle';
 const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
@@ -130,21 +131,6 @@ function servingStatus(msg: Buffer): number {
 async function admin(gw: GatewayProcess, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://${gw.admin}${path}`);
   return { status: res.status, body: await res.text() };
-}
-
-/** A gauge or counter value from /metrics (0 when the series is absent). */
-async function metric(gw: GatewayProcess, series: string): Promise<number> {
-  const { body } = await admin(gw, '/metrics');
-  const line = body.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-async function waitForAsync(pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > until) throw new Error(`${what}: not true within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const serverStreamBody = (req: EchoRequest): Buffer => encodeEchoRequest(req);

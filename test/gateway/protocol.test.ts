@@ -7,15 +7,16 @@ import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { join } from 'node:path';
-import { startEchoBackend, waitFor } from '../helpers/backend.ts';
-import { echoClient } from '../helpers/echo-client.ts';
+import { startEchoBackend } from '../helpers/backend.ts';
+import { echoClient, holdStream } from '../helpers/echo-client.ts';
 import type { MetadataRecord } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, encodeEchoRequest } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
-import { grpcFrame, parseGrpcFrames, rawGrpcCall, sendHttp1 } from '../helpers/http2-raw.ts';
+import { decodeGrpcMessage, grpcFrame, parseGrpcFrames, rawGrpcCall, sendHttp1 } from '../helpers/http2-raw.ts';
 import type { RawResponse } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 type TestT = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -35,20 +36,6 @@ function healthRequest(service: string): Buffer {
   if (name.length === 0) return Buffer.alloc(0);
   if (name.length > 127) throw new Error('healthRequest: short names only');
   return Buffer.concat([Buffer.from([0x0a, name.length]), name]);
-}
-
-/** grpc-message as the gRPC spec encodes it: %XX are UTF-8 bytes. */
-function decodeGrpcMessage(raw: string): string {
-  const bytes: number[] = [];
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === '%' && /^[0-9A-Fa-f]{2}$/.test(raw.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else {
-      bytes.push(raw.charCodeAt(i));
-    }
-  }
-  return Buffer.from(bytes).toString('utf8');
 }
 
 /** Printable ASCII only, and every '%' starts a %XX escape: a correctly percent-encoded grpc-message. */
@@ -420,10 +407,7 @@ t.test('a client breaking HTTP/2 gets GOAWAY and is closed; others carry on', as
   // A well-behaved client with a stream open throughout, on its own connection.
   const steady = echoClient(gw.h2c);
   t.teardown(() => steady.close());
-  const abort = new AbortController();
-  let replies = 0;
-  const held = steady.serverStream({ ...GOOD, 'x-echo-hold': '1' }, { count: 1 }, { signal: abort.signal, onReply: () => void replies++ });
-  await waitFor(() => replies === 1, 5000, 'steady stream open');
+  const held = await holdStream(steady, GOOD, 'steady stream open');
 
   const PROTOCOL_ERROR = 0x1;
   const FRAME_SIZE_ERROR = 0x6;
@@ -467,8 +451,7 @@ t.test('a client breaking HTTP/2 gets GOAWAY and is closed; others carry on', as
   const again = await steady.unary(GOOD);
   t.equal(again.status, 0, 'the steady connection serves a new call');
   await goodCallWorks(t, 'after the broken clients');
-  abort.abort();
-  const r = await held;
+  const r = await held.cancel();
   t.equal(r.status, 1, 'the steady stream ended only when its client cancelled');
   t.equal(r.replyCount, 1);
   const errors = gw.logLines().filter((l) => l['level'] === 'error');
@@ -484,10 +467,7 @@ t.test('draining: Watch sees NOT_SERVING and ends; Check answers NOT_SERVING', a
   // A long stream keeps the drain going while the health service is asked.
   const long = echoClient(dgw.h2c);
   t.teardown(() => long.close());
-  const abort = new AbortController();
-  let replies = 0;
-  const held = long.serverStream({ ...GOOD, 'x-echo-hold': '1' }, { count: 1 }, { signal: abort.signal, onReply: () => void replies++ });
-  await waitFor(() => replies === 1, 5000, 'long stream open');
+  const held = await holdStream(long, GOOD, 'long stream open');
 
   // Watch on a connection opened before the drain.
   const watched: Buffer[] = [];
@@ -518,8 +498,7 @@ t.test('draining: Watch sees NOT_SERVING and ends; Check answers NOT_SERVING', a
   const ready = await fetch(`http://${dgw.admin}/readyz`);
   t.equal(ready.status, 503, '/readyz says not ready meanwhile');
 
-  t.equal(replies, 1);
-  abort.abort();
-  t.equal((await held).status, 1);
+  t.equal(held.replies, 1);
+  t.equal((await held.cancel()).status, 1);
   t.same(await dgw.exited, { code: 0, signal: null }, 'the drain ends once the long stream did: exit 0');
 });

@@ -16,7 +16,7 @@ import type { EchoReply, EchoRequest } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess } from '../helpers/gateway.ts';
-import { runPythonClient } from '../helpers/python.ts';
+import { pyHeaderArgs, runPythonClient } from '../helpers/python.ts';
 import type { PyCall } from '../helpers/python.ts';
 
 const FUNCTION_ID = 'echo-rpc-kinds';
@@ -81,15 +81,8 @@ const PASSTHROUGH: MetadataRecord = {
   'fngate-subject': 'forged-admin',
 };
 
-const pyHeaders = (id: string, extra: Record<string, string> = {}): string[] => {
-  const all: Record<string, string> = {
-    authorization: AUTH,
-    'function-id': FUNCTION_ID,
-    'x-test-id': id,
-    ...extra,
-  };
-  return Object.entries(all).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
-};
+const pyHeaders = (id: string, extra: Record<string, string> = {}): string[] =>
+  pyHeaderArgs({ authorization: AUTH, 'function-id': FUNCTION_ID, 'x-test-id': id, ...extra });
 const PY_PASSTHROUGH: Record<string, string> = {
   'x-custom': CUSTOM_TEXT,
   'x-custom-bin': CUSTOM_BIN.toString('base64'),

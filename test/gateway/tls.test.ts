@@ -5,11 +5,12 @@ import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { startEchoBackend, waitFor } from '../helpers/backend.ts';
+import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { runPythonClient } from '../helpers/python.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const FN = 'fn-tls';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

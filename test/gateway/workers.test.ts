@@ -2,10 +2,11 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEchoBackend, waitFor } from '../helpers/backend.ts';
+import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const OK = 0;
 

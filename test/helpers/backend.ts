@@ -1,5 +1,5 @@
 // Test backends: a real grpc-js Echo server whose behaviour request metadata steers, plus
-// raw TCP servers that misbehave (garbage bytes, silence).
+// raw TCP servers that misbehave (garbage bytes, silence, dropped connections).
 //
 // Steering metadata (see test/protos/echo.proto for the methods):
 //   x-echo-status: N, x-echo-message: text  end the call with that status (streams: after the replies)
@@ -15,6 +15,7 @@ import net from 'node:net';
 import type { Writable } from 'node:stream';
 import { echoService, patternBytes } from './echo-proto.ts';
 import type { EchoReply, EchoRequest } from './echo-proto.ts';
+import { waitFor } from './wait.ts';
 
 export const INITIAL_BIN = Buffer.from([0, 1, 2, 255]);
 export const TRAILER_BIN = Buffer.from([255, 0, 1]);
@@ -310,15 +311,6 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
   };
 }
 
-/** Polls `pred` every 10 ms; rejects after `timeoutMs`. */
-export async function waitFor(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error(`${what}: not true within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 export interface RawBackend {
   readonly port: number;
   readonly address: string;
@@ -369,5 +361,18 @@ export function startGarbageBackend(): Promise<RawBackend> {
 export function startSilentBackend(): Promise<RawBackend> {
   return rawBackend((socket) => {
     socket.resume();
+  });
+}
+
+/**
+ * Accepts TCP connections and drops each at once, before a byte is written: `close` with a
+ * FIN (a process that accepts and closes), `reset` with a TCP RST.
+ */
+export function startDropBackend(how: 'close' | 'reset'): Promise<RawBackend> {
+  return rawBackend((socket) => {
+    // Read (and drop) whatever comes, so the peer's FIN is seen and the socket can close.
+    socket.resume();
+    if (how === 'close') socket.end();
+    else socket.resetAndDestroy();
   });
 }

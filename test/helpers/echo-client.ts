@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { echoMethods, echoService } from './echo-proto.ts';
 import type { EchoReply, EchoRequest } from './echo-proto.ts';
+import { waitFor } from './wait.ts';
 
 export type MetadataRecord = Record<string, string | Buffer>;
 
@@ -223,4 +224,31 @@ function pump(call: grpc.ClientWritableStream<EchoRequest>, messages: Messages):
     }
     if (!over.signal.aborted) call.end();
   })();
+}
+
+export interface HeldStream {
+  /** Replies received so far: 1 while held (the backend sends no more). */
+  readonly replies: number;
+  /** Cancels the stream from the client and resolves with its outcome. */
+  cancel(): Promise<CallResult>;
+}
+
+/**
+ * A server-stream on `client` that the Echo backend holds open after its one reply
+ * (x-echo-hold), e.g. to keep a drain going; resolves once that reply has arrived.
+ */
+export async function holdStream(client: EchoClient, md: MetadataRecord, what: string): Promise<HeldStream> {
+  const abort = new AbortController();
+  let replies = 0;
+  const result = client.serverStream({ ...md, 'x-echo-hold': '1' }, { count: 1 }, { signal: abort.signal, onReply: () => void replies++ });
+  await waitFor(() => replies === 1, 5000, what);
+  return {
+    get replies() {
+      return replies;
+    },
+    cancel() {
+      abort.abort();
+      return result;
+    },
+  };
 }

@@ -79,6 +79,17 @@ export interface StartOpts {
   entry?: string;
 }
 
+/** The admin port's /metrics text. */
+export async function metricsText(gw: GatewayProcess): Promise<string> {
+  return (await fetch(`http://${gw.admin}/metrics`)).text();
+}
+
+/** A gauge or counter value from /metrics (0 when the series is absent). */
+export async function metric(gw: GatewayProcess, series: string): Promise<number> {
+  const line = (await metricsText(gw)).split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
 export function startGateway(args: string[], opts: StartOpts = {}): Promise<GatewayProcess> {
   return startFngate('serve', args, opts);
 }

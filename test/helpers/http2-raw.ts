@@ -1,5 +1,5 @@
 // Protocol-level helpers: one raw HTTP/2 request with node:http2 (no gRPC library in the way),
-// gRPC length-prefixed framing, and a raw TCP exchange for HTTP/1.1 probes.
+// gRPC length-prefixed framing and grpc-message decoding, and a raw TCP exchange for HTTP/1.1 probes.
 import http2 from 'node:http2';
 import net from 'node:net';
 
@@ -48,6 +48,21 @@ export function parseGrpcFrames(data: Buffer): Buffer[] {
     at += 5 + len;
   }
   return out;
+}
+
+/** grpc-message as the gRPC spec encodes it: %XX are UTF-8 bytes ('' for a missing header). */
+export function decodeGrpcMessage(raw: string | string[] | undefined): string {
+  if (typeof raw !== 'string') return '';
+  const bytes: number[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] === '%' && /^[0-9A-Fa-f]{2}$/.test(raw.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(raw.charCodeAt(i));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
 }
 
 /**

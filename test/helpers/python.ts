@@ -1,6 +1,7 @@
 // Runs test/python/echo_client.py (grpcio, from `make tools`) and parses its JSON output.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { MetadataRecord } from './echo-client.ts';
 
 export const PYTHON = fileURLToPath(new URL('../../.cache/venv/bin/python', import.meta.url));
 export const ECHO_CLIENT_PY = fileURLToPath(new URL('../python/echo_client.py', import.meta.url));
@@ -27,6 +28,11 @@ export interface PyCall {
 
 export interface PyResult {
   calls: PyCall[];
+}
+
+/** `-H key=value` arguments for echo_client.py (`-bin` values as Buffers, sent base64). */
+export function pyHeaderArgs(md: MetadataRecord): string[] {
+  return Object.entries(md).flatMap(([k, v]) => ['-H', `${k}=${typeof v === 'string' ? v : v.toString('base64')}`]);
 }
 
 /**

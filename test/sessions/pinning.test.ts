@@ -7,18 +7,19 @@ import type { Test } from 'tap';
 import http2 from 'node:http2';
 import type { ServerHttp2Session } from 'node:http2';
 import { join } from 'node:path';
-import { startEchoBackend, waitFor } from '../helpers/backend.ts';
+import { startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import type { CallResult, EchoClient, MetadataRecord } from '../helpers/echo-client.ts';
 import { echoMethods, ECHO_PATHS } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import type { TestFunction } from '../helpers/files.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { metricsText, startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess, LogLine } from '../helpers/gateway.ts';
 import { grpcFrame } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import type { PyCall } from '../helpers/python.ts';
+import { sleep, waitFor, waitForAsync } from '../helpers/wait.ts';
 
 const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
@@ -98,23 +99,13 @@ async function setup(t: Teardown, names: string[], functions: (b: EchoBackend[])
       await waitFor(() => running.logLines().filter(loaded(file)).length > before, 10_000, `gateway reloading ${file}`);
     },
     async sessionsOn(address) {
-      const text = await (await fetch(`http://${running.admin}/metrics`)).text();
+      const text = await metricsText(running);
       const m = new RegExp(`^fngate_endpoint_sessions\\{endpoint="${address.replace(/[.]/g, '\\.')}"\\} (\\d+)$`, 'm').exec(text);
       return m === null ? 0 : Number(m[1]);
     },
   };
 }
 
-/** Polls an async predicate every 20 ms. */
-async function waitForAsync(pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > until) throw new Error(`${what}: not true within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const reqid = (r: CallResult): string | undefined => (typeof r.initial['nvcf-reqid'] === 'string' ? r.initial['nvcf-reqid'] : undefined);
 const summary = (r: CallResult): string => `status ${r.status} ${JSON.stringify(r.details)} backend ${r.reply?.backend ?? '-'} reqid ${reqid(r) ?? '-'}`;
 const fn = (name: string, functionId: string, endpoints: string[], more: Partial<TestFunction> = {}): TestFunction => ({

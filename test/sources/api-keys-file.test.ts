@@ -3,7 +3,8 @@ import { rename, rm, symlink, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadApiKeysFile, parseApiKeysFile, watchApiKeysFile } from '../../lib/sources/file/api-keys-file.ts';
 import type { ApiKeyRecord } from '../../lib/registry/types.ts';
-import { captureLog, changes, sleep } from './changes.ts';
+import { sleep } from '../helpers/wait.ts';
+import { captureLog, changes } from './changes.ts';
 
 const H1 = 'a'.repeat(64);
 const H2 = 'B'.repeat(64);

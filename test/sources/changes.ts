@@ -1,6 +1,7 @@
 // Test helpers for the file watchers: a queue of onChange calls and a captured logger.
 import { createLogger } from '../../lib/telemetry/log.ts';
 import type { Logger } from '../../lib/telemetry/log.ts';
+import { sleep } from '../helpers/wait.ts';
 
 export interface Changes<T> {
   readonly onChange: (value: T) => void;
@@ -59,5 +60,3 @@ export function captureLog(): CapturedLog {
     },
   };
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

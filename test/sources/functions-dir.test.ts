@@ -3,7 +3,8 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadFunctionsDir, watchFunctionsDir } from '../../lib/sources/file/functions-dir.ts';
 import type { FunctionSpec } from '../../lib/registry/types.ts';
-import { captureLog, changes, sleep } from './changes.ts';
+import { sleep } from '../helpers/wait.ts';
+import { captureLog, changes } from './changes.ts';
 
 const fn = (name: string, functionId: string, endpoint = '127.0.0.1:50051'): string => `apiVersion: fngate.dev/v1alpha1
 kind: Function

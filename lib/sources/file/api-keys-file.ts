@@ -3,13 +3,11 @@
 //     - name: alice
 //       sha256: <64 hex chars>        # SHA-256 of the key; the key itself is never stored
 //       functions: [fn-a, fn-b]       # or "*" (all functions)
-import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
 import { ManifestError, fieldChecker } from '../../registry/function-manifest.ts';
 import type { ApiKeyRecord } from '../../registry/types.ts';
 import type { Logger } from '../../telemetry/log.ts';
 import { locateError, parseYamlFile } from './yaml-file.ts';
-import { statSignature, watchDirectory } from './watch.ts';
+import { readTextFile, watchTextFile } from './watch.ts';
 import type { Closable, WatchTiming } from './watch.ts';
 
 // Names reach functions as the `fngate-subject` header and appear in logs: visible ASCII only.
@@ -69,21 +67,13 @@ export function parseApiKeysFile(text: string, file: string): ApiKeyRecord[] {
 }
 
 export async function loadApiKeysFile(path: string): Promise<ApiKeyRecord[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`api keys file ${path}: ${code === 'ENOENT' ? 'does not exist' : (err as Error).message}`);
-  }
-  return parseApiKeysFile(text, path);
+  return parseApiKeysFile(await readTextFile(path, 'api keys file'), path);
 }
 
 /**
  * Calls `onChange` with the full key set after the first successful read and after every
- * change. The file's directory is watched, not the file: editors and Kubernetes replace
- * files by rename, which a watch on the old inode would never see. An invalid or missing
- * file logs an error and keeps the last good set (revoking means removing the entry).
+ * change (the file is watched as `watchTextFile` describes). An invalid or missing file logs
+ * an error and keeps the last good set (revoking means removing the entry).
  */
 export function watchApiKeysFile(
   path: string,
@@ -91,47 +81,21 @@ export function watchApiKeysFile(
   log: Logger,
   timing: WatchTiming = {},
 ): Closable {
-  const base = basename(path);
-  let signature: string | undefined;
-  let unreadable = false;
-  /** Text last read, good or bad: the same bad text is reported once. */
-  let lastText: string | undefined;
-
-  const check = async (): Promise<(() => void) | undefined> => {
-    let text: string;
-    try {
-      const next = statSignature(await stat(path));
-      if (next !== undefined && next === signature) return undefined;
-      signature = next;
-      text = await readFile(path, 'utf8');
-      unreadable = false;
-    } catch (err) {
-      if (!unreadable) log.error('cannot read api keys file; keeping the last good keys', { file: path, error: (err as Error).message });
-      unreadable = true;
-      signature = undefined;
-      return undefined;
-    }
-    if (text === lastText) return undefined;
-    lastText = text;
-    let records: ApiKeyRecord[];
-    try {
-      records = parseApiKeysFile(text, path);
-    } catch (err) {
-      log.error('invalid api keys file; keeping the last good keys', { file: path, error: (err as Error).message });
-      return undefined;
-    }
-    log.info('api keys loaded', { file: path, keys: records.length });
-    return () => onChange(records);
-  };
-
-  return watchDirectory({
-    dir: dirname(path),
-    debounceMs: timing.debounceMs ?? 100,
-    pollMs: timing.pollMs ?? 1000,
-    fsWatch: timing.fsWatch ?? true,
-    // The file itself, or Kubernetes' atomic ..data swap behind a mounted Secret/ConfigMap.
-    accept: (name) => name === base || name.startsWith('..'),
-    check,
+  return watchTextFile({
+    path,
+    timing,
+    unreadableMessage: 'cannot read api keys file; keeping the last good keys',
+    onText: (text) => {
+      let records: ApiKeyRecord[];
+      try {
+        records = parseApiKeysFile(text, path);
+      } catch (err) {
+        log.error('invalid api keys file; keeping the last good keys', { file: path, error: (err as Error).message });
+        return undefined;
+      }
+      log.info('api keys loaded', { file: path, keys: records.length });
+      return () => onChange(records);
+    },
     log,
   });
 }

@@ -4,7 +4,8 @@
 // which decides by itself whether anything really changed.
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import type { Logger } from '../../telemetry/log.ts';
 
 export interface WatchTiming {
@@ -140,4 +141,72 @@ export function watchDirectory(opts: DirWatchOptions): Closable {
       stopWatcher();
     },
   };
+}
+
+/** Reads a file that must be there (startup): throws "<label> <path>: does not exist" or the read error. */
+export async function readTextFile(path: string, label: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`${label} ${path}: ${code === 'ENOENT' ? 'does not exist' : (err as Error).message}`);
+  }
+}
+
+export interface TextFileWatchOptions {
+  readonly path: string;
+  readonly timing: WatchTiming;
+  /** Logged once (until the file is readable again) while the file cannot be read. */
+  readonly unreadableMessage: string;
+  /** Text already in use (read at startup): not delivered again. */
+  readonly initialText?: string;
+  /**
+   * Called with each text that differs from the last one read, good or bad (so the same bad
+   * text is reported once); returns the notification to deliver, if any.
+   */
+  readonly onText: (text: string) => (() => void) | undefined;
+  readonly log: Logger;
+}
+
+/**
+ * Watches one text file. Its directory is watched, not the file: editors and Kubernetes
+ * replace files by rename, which a watch on the old inode would never see. The file is read
+ * again only when its stat signature changed.
+ */
+export function watchTextFile(opts: TextFileWatchOptions): Closable {
+  const { path, timing, log } = opts;
+  const base = basename(path);
+  let signature: string | undefined;
+  let unreadable = false;
+  let lastText = opts.initialText;
+
+  const check = async (): Promise<(() => void) | undefined> => {
+    let text: string;
+    try {
+      const next = statSignature(await stat(path));
+      if (next !== undefined && next === signature) return undefined;
+      signature = next;
+      text = await readFile(path, 'utf8');
+      unreadable = false;
+    } catch (err) {
+      if (!unreadable) log.error(opts.unreadableMessage, { file: path, error: (err as Error).message });
+      unreadable = true;
+      signature = undefined;
+      return undefined;
+    }
+    if (text === lastText) return undefined;
+    lastText = text;
+    return opts.onText(text);
+  };
+
+  return watchDirectory({
+    dir: dirname(path),
+    debounceMs: timing.debounceMs ?? 100,
+    pollMs: timing.pollMs ?? 1000,
+    fsWatch: timing.fsWatch ?? true,
+    // The file itself, or Kubernetes' atomic ..data swap behind a mounted Secret/ConfigMap.
+    accept: (name) => name === base || name.startsWith('..'),
+    check,
+    log,
+  });
 }
