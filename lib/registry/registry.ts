@@ -31,6 +31,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #functions = new Map<string, RoutableFunction>();
   #conflicts: FunctionConflict[] = [];
   #keys = new Map<string, ApiKeyRecord>();
+  readonly #keySources = new Map<string, readonly ApiKeyRecord[]>();
   #specs: readonly FunctionSpec[] = [];
   #services: ServiceEndpointLookup = noServices;
 
@@ -63,10 +64,16 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.#rebuild();
   }
 
-  /** A full snapshot of API keys; a key missing from it is revoked for the next RPC. */
-  replaceApiKeys(records: readonly ApiKeyRecord[]): void {
+  /**
+   * A full snapshot of one source's API keys (the keys file, Kubernetes Secrets); a key
+   * missing from it is revoked for the next RPC. The index is the union of all sources.
+   */
+  replaceApiKeys(records: readonly ApiKeyRecord[], source = 'file'): void {
+    this.#keySources.set(source, records);
     const next = new Map<string, ApiKeyRecord>();
-    for (const record of records) next.set(record.sha256, record);
+    for (const snapshot of this.#keySources.values()) {
+      for (const record of snapshot) next.set(record.sha256, record);
+    }
     this.#keys = next;
     this.emit('keys');
   }
