@@ -21,13 +21,20 @@ const missing = grpcError(Status.UNAUTHENTICATED, 'missing authorization metadat
 const notBearer = grpcError(Status.UNAUTHENTICATED, 'authorization metadata must be "Bearer <token>"', 'not_bearer');
 const unknownKey = grpcError(Status.UNAUTHENTICATED, 'invalid or revoked API key', 'unknown_key');
 
+const MAX_CACHED_TOKEN = 128;
+const MAX_CACHED_KEYS = 10_000;
+
 export class Authenticator {
   readonly #registry: Registry;
   readonly #verifier: TokenVerifier | undefined;
 
+  /** API key -> what it resolved to, while the key set is unchanged (a key edit clears it). */
+  readonly #keyCache = new Map<string, Principal | GrpcError>();
+
   constructor(registry: Registry, verifier?: TokenVerifier) {
     this.#registry = registry;
     this.#verifier = verifier;
+    registry.on('keys', () => this.#keyCache.clear());
   }
 
   authenticate(authorization: string | string[] | undefined): Principal | GrpcError | Promise<Principal | GrpcError> {
@@ -40,6 +47,19 @@ export class Authenticator {
   }
 
   #apiKey(token: string): Principal | GrpcError {
+    const cached = this.#keyCache.get(token);
+    if (cached !== undefined) return cached;
+    const result = this.#lookupKey(token);
+    // Only key-sized tokens are cached, and the cache is bounded: a flood of made-up tokens
+    // costs what it cost before (one hash each), never memory.
+    if (token.length <= MAX_CACHED_TOKEN) {
+      if (this.#keyCache.size >= MAX_CACHED_KEYS) this.#keyCache.clear();
+      this.#keyCache.set(token, result);
+    }
+    return result;
+  }
+
+  #lookupKey(token: string): Principal | GrpcError {
     const digest = createHash('sha256').update(token).digest();
     const record = this.#registry.getApiKey(digest.toString('hex'));
     // The map lookup already matched; the constant-time compare keeps the check honest should

@@ -151,7 +151,7 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
   const call = callOf(this);
   if (call.state !== AWAITING_RESPONSE || !clientWritable(call)) return;
   call.firstByteAt = performance.now();
-  const out = toClientHeaders(headers, call.session.id);
+  const out = toClientHeaders(headers, call.session);
   if (flags & NGHTTP2_FLAG_END_STREAM) {
     // Trailers-only: the status is in this one block, which the client gets as it is.
     call.status = Number(headers['grpc-status'] ?? Status.UNKNOWN);
@@ -237,7 +237,7 @@ function endWithStatus(call: ForwardedCall, error: GrpcError): void {
   finish(call);
   if (!clientWritable(call)) return;
   if (state === AWAITING_RESPONSE) {
-    respondTrailersOnly(call.client, error, sessionHeaders(call.session.id));
+    respondTrailersOnly(call.client, error, sessionHeaders(call.session));
   } else {
     call.trailers = statusFields(error);
     call.client.end();

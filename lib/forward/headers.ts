@@ -2,13 +2,12 @@
 // connection-specific fields, the client's credential (replaced by fngate-subject) and any
 // fngate-subject the client made up.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import { SESSION_HEADER, type Session } from '../sessions/session.ts';
 
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 const notToFunction = new Set([...hopByHop, 'authorization', 'fngate-subject']);
 
 export const SUBJECT_HEADER = 'fngate-subject';
-export const SESSION_HEADER = 'nvcf-reqid';
-export const SESSION_COOKIE = 'nvcf-request-id';
 
 export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
@@ -23,12 +22,14 @@ export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string
  * The function's response headers (or trailers-only block) as the client gets them: the
  * session id added as metadata and as a cookie.
  */
-export function toClientHeaders(incoming: IncomingHttpHeaders, sessionId: string): OutgoingHttpHeaders {
+export function toClientHeaders(incoming: IncomingHttpHeaders, session: Session): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
     if (!hopByHop.has(name)) out[name] = incoming[name];
   }
-  Object.assign(out, sessionHeaders(sessionId, incoming['set-cookie']));
+  out[SESSION_HEADER] = session.id;
+  const cookies = incoming['set-cookie'];
+  out['set-cookie'] = cookies ? [...cookies, ...session.setCookie] : (session.setCookie as string[]);
   return out;
 }
 
@@ -41,11 +42,7 @@ export function toClientTrailers(incoming: IncomingHttpHeaders): OutgoingHttpHea
   return out;
 }
 
-/** The session id as initial metadata plus a Set-Cookie (kept beside the function's own cookies). */
-export function sessionHeaders(sessionId: string, functionCookies?: string[]): OutgoingHttpHeaders {
-  const cookie = `${SESSION_COOKIE}=${sessionId}; Path=/; HttpOnly`;
-  return {
-    [SESSION_HEADER]: sessionId,
-    'set-cookie': functionCookies ? [...functionCookies, cookie] : [cookie],
-  };
+/** The session id as metadata plus its cookie, for responses the gateway makes itself. */
+export function sessionHeaders(session: Session): OutgoingHttpHeaders {
+  return { [SESSION_HEADER]: session.id, 'set-cookie': session.setCookie as string[] };
 }

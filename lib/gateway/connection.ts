@@ -56,9 +56,12 @@ export class ClientConnection {
 
   streamOpened(stream: ServerHttp2Stream): void {
     this.#open++;
-    stream.once('close', () => {
-      if (--this.#open === 0 && this.#closing === undefined) this.#idle.refresh();
-    });
+    (stream as CarriesConnection)[kConnection] = this;
+    stream.once('close', onStreamClosed);
+  }
+
+  streamClosed(): void {
+    if (--this.#open === 0 && this.#closing === undefined) this.#idle.refresh();
   }
 
   /**
@@ -97,6 +100,10 @@ export class ClientConnection {
   isIdle(): boolean {
     return this.#open === 0;
   }
+}
+
+function onStreamClosed(this: ServerHttp2Stream): void {
+  (this as CarriesConnection)[kConnection]?.streamClosed();
 }
 
 function onIdle(connection: ClientConnection): void {

@@ -2,6 +2,7 @@
 import type { IncomingHttpHeaders } from 'node:http2';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import { ID_PATTERN, ID_RULE } from '../registry/function-manifest.ts';
+import { SESSION_COOKIE, SESSION_HEADER } from '../sessions/session.ts';
 
 export interface Invocation {
   readonly functionId: string;
@@ -11,7 +12,6 @@ export interface Invocation {
   readonly sessionId: string | undefined;
 }
 
-const SESSION_COOKIE = 'nvcf-request-id';
 /** Session ids are ours (UUIDs); anything far longer is not one, and is not worth looking up. */
 const MAX_SESSION_ID = 256;
 
@@ -26,7 +26,7 @@ export function readInvocation(headers: IncomingHttpHeaders): Invocation | GrpcE
   if (versionHeader !== undefined && (versionId === undefined || !ID_PATTERN.test(versionId))) {
     return grpcError(Status.INVALID_ARGUMENT, `function-version-id ${ID_RULE}`);
   }
-  const sessionId = single(headers['nvcf-reqid']) ?? cookieValue(headers.cookie, SESSION_COOKIE);
+  const sessionId = single(headers[SESSION_HEADER]) ?? cookieValue(headers.cookie, SESSION_COOKIE);
   if (sessionId !== undefined && (sessionId === '' || sessionId.length > MAX_SESSION_ID)) {
     return grpcError(Status.NOT_FOUND, 'no existing session found');
   }

@@ -5,7 +5,7 @@ import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.t
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
 import { UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
 import { EndpointLoad } from './endpoint-load.ts';
-import type { Session, SessionRecord } from './session.ts';
+import { sessionCookie, type Session, type SessionRecord } from './session.ts';
 
 export interface SessionManagerOptions {
   readonly lingerMs: number;
@@ -105,6 +105,7 @@ export class SessionManager {
     this.load.acquire(endpoint.key);
     return {
       id: record.id,
+      setCookie: [sessionCookie(record.id)],
       functionId: record.functionId,
       versionId: record.versionId,
       endpoint,

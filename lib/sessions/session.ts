@@ -3,8 +3,19 @@
 import type { Endpoint } from '../registry/types.ts';
 import type { UpstreamConnection } from '../upstreams/upstream-connection.ts';
 
+/** Response metadata carrying the session id, and the cookie that carries it too. */
+export const SESSION_HEADER = 'nvcf-reqid';
+export const SESSION_COOKIE = 'nvcf-request-id';
+
+/** The Set-Cookie value for a session (made once per session, sent on every response). */
+export function sessionCookie(id: string): string {
+  return `${SESSION_COOKIE}=${id}; Path=/; HttpOnly`;
+}
+
 export interface Session {
   readonly id: string;
+  /** [sessionCookie(id)]: shared by every response of the session, never mutated. */
+  readonly setCookie: readonly string[];
   readonly functionId: string;
   readonly versionId: string;
   readonly endpoint: Endpoint;
