@@ -33,7 +33,7 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools
+test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools
 	npm test
 
 clean:
@@ -48,3 +48,4 @@ include make/tools.mk
 include make/kube.mk
 include make/conformance.mk
 include make/bench.mk
+include make/helm.mk

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# The fngate gateway image: `make image` (IMAGE=registry/fngate:tag).
+#   build   compiles cmd/ and lib/ (TypeScript) to dist/ with the dev dependencies
+#   deps    installs the production dependencies only (npm ci --omit=dev)
+#   final   node + dist/ + protos/ + production node_modules; runs as uid 1000, not root
+# The chart runs `node /app/dist/cmd/fngate.js serve --kubernetes --config ...`; the image's
+# default command is the same program (`docker run IMAGE local` starts the local demo).
+# test/helm/image.test.ts (`make image-check`) runs these steps without Docker. Keep every
+# RUN free of absolute paths: that test runs each one in a scratch directory.
+
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json .npmrc ./
+# --ignore-scripts: the `node@24` devDependency only fetches a Node for dev machines (the
+# image has its own), and no other package needs an install script to build.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json ./
+COPY cmd ./cmd
+COPY lib ./lib
+RUN node node_modules/typescript/bin/tsc -p tsconfig.json
+
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production
+WORKDIR /app
+# package.json: "type": "module", so Node loads dist/ as ES modules.
+COPY package.json ./
+COPY --from=deps /app/node_modules ./node_modules
+COPY protos ./protos
+COPY --from=build /src/dist ./dist
+# The node image's unprivileged user, by number so `runAsNonRoot` can verify it.
+USER 1000:1000
+EXPOSE 10081 10443 9090
+ENTRYPOINT ["node", "/app/dist/cmd/fngate.js"]
+CMD ["serve", "--kubernetes"]

@@ -1,0 +1,52 @@
+# helm, for the chart in deploy/helm/fngate (test/helm/*.test.ts), installed into $(CACHE)
+# like make/tools.mk:
+#   $(GOBIN)/helm   helm $(HELM_VERSION), built with `go install` (GOBIN = $(CACHE)/bin)
+# Guarded by a stamp naming the version, so a second `make helm-tools` does nothing; the
+# stamp is redone when HELM_VERSION changes or the binary is gone. GOPATH/GOCACHE/
+# GOMODCACHE/GOBIN come from the Makefile (all in $(CACHE)).
+#
+# HELM_VERSION: the current stable helm release (v4). To move: `go list -m -versions
+# helm.sh/helm/v4`, paste the newest here. Needs Go >= its go.mod's `go` line
+# (GOTOOLCHAIN=local: no toolchain download). -X sets the version `helm version` reports
+# (a `go install` build would otherwise leave it empty).
+#
+# Also here: `make image` (the container image, Dockerfile) and `make image-check` (the
+# Dockerfile's steps outside Docker, for machines without a Docker engine).
+
+HELM_VERSION := v4.3.1
+HELM := $(GOBIN)/helm
+HELM_STAMP := $(CACHE)/stamps/helm-$(HELM_VERSION)
+
+# Nice and one package at a time by default: the build only uses spare CPU (timing-sensitive
+# tests may share the machine). On an idle machine: make helm-tools HELM_BUILD_NICE= HELM_BUILD_P=4
+HELM_BUILD_NICE ?= nice -n 19
+HELM_BUILD_P ?= 1
+
+.PHONY: helm-tools image image-check _tools_force
+helm-tools: $(HELM_STAMP)
+
+$(HELM_STAMP): $(if $(realpath $(HELM)),,_tools_force)
+	CGO_ENABLED=0 GOTOOLCHAIN=local $(HELM_BUILD_NICE) go install -p $(HELM_BUILD_P) -trimpath \
+	  -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+	  helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@mkdir -p $(@D) && rm -f $(@D)/helm-* && touch $@
+
+# The container image. IMAGE is what the chart's values.yaml `image.repository:tag` names.
+IMAGE ?= fngate:$(shell node -p 'require("./package.json").version')
+DOCKER ?= docker
+
+image:
+	@if ! command -v $(DOCKER) >/dev/null 2>&1; then \
+	  echo "make image: no '$(DOCKER)' command on this machine; install Docker (or set DOCKER=podman)." >&2; \
+	  echo "  'make image-check' runs the Dockerfile's steps without Docker." >&2; exit 1; fi
+	@if ! $(DOCKER) info >/dev/null 2>&1; then \
+	  echo "make image: '$(DOCKER)' is installed but cannot reach a container engine (is the Docker daemon running?)." >&2; \
+	  echo "  'make image-check' runs the Dockerfile's steps without Docker." >&2; exit 1; fi
+	$(DOCKER) build -t $(IMAGE) .
+
+# The Dockerfile's steps without Docker (test/helm/image.test.ts, also part of `make test`):
+# every stage's COPY and RUN in scratch directories (npm ci, tsc, npm ci --omit=dev), then
+# the final stage's fngate started from there with production dependencies only: --help,
+# keys create, every dist/lib module imported, `fngate local` answering a grpcurl call.
+image-check: deps $(CURDIR)/.cache tools
+	tap test/helm/image.test.ts

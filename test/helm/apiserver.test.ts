@@ -1,0 +1,259 @@
+// The helm chart against a REAL kube-apiserver (test/helpers/kube.ts): `helm install
+// --no-hooks` (which also creates the Function CRD from crds/) and `helm upgrade` succeed;
+// the rendered output of every main value combination passes `kubectl apply
+// --dry-run=server` (admission, schema and RBAC-escalation checks included); and the
+// installed ServiceAccount may do exactly what the gateway needs, no more, as the API
+// server's own authorizer answers (`kubectl auth can-i`). No controllers run, so the
+// Deployment never gets pods; that is fine here.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { startKubeApiServer } from '../helpers/kube.ts';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const CHART = join(REPO, 'deploy/helm/fngate');
+const HELM = process.env['FNGATE_HELM'] ?? join(REPO, '.cache/bin/helm');
+if (!existsSync(HELM)) throw new Error(`${HELM} is missing: run \`make helm-tools\` first`);
+
+const work = mkdtempSync(join(tmpdir(), 'fngate-helm-kube-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+const kube = await startKubeApiServer();
+t.teardown(() => kube.dispose());
+
+type Values = Record<string, unknown>;
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let nvalues = 0;
+function valuesFile(values: Values): string {
+  const file = join(work, `values-${nvalues++}.yaml`);
+  writeFileSync(file, stringify(values));
+  return file;
+}
+
+function helm(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('HELM_')) env[k] = v;
+    Object.assign(env, {
+      HELM_CACHE_HOME: join(work, 'helm/cache'),
+      HELM_CONFIG_HOME: join(work, 'helm/config'),
+      HELM_DATA_HOME: join(work, 'helm/data'),
+      KUBECONFIG: kube.kubeconfig,
+    });
+    const child = spawn(HELM, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function helmOk(args: string[]): Promise<string> {
+  const r = await helm(args);
+  if (r.code !== 0) throw new Error(`helm ${args.join(' ')} exited ${r.code}\n--- stderr ---\n${r.stderr}--- stdout ---\n${r.stdout}`);
+  return r.stdout;
+}
+
+const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kube.kubectlOk([...args, '-o', 'json'])) as T;
+
+// cert-manager and the Prometheus Operator are not installed: stand-ins for their CRDs
+// (group, kind and version as the real ones; any spec), so the combinations that render a
+// Certificate or a ServiceMonitor can be checked by the server like the rest.
+const standInCrd = (group: string, kind: string, plural: string): string =>
+  JSON.stringify({
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.${group}` },
+    spec: {
+      group,
+      scope: 'Namespaced',
+      names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+        },
+      ],
+    },
+  });
+
+t.test('helm install --no-hooks: the release, the CRD and every object', async (t) => {
+  const out = await helmOk(['install', 'fngate', CHART, '-n', 'fngate', '--create-namespace', '--no-hooks', '-f', valuesFile({ domain: 'example.com' })]);
+  t.match(out, /STATUS: deployed/);
+  t.match(out, /fngate keys create --name ci/, 'NOTES printed');
+  // crds/ is installed by helm install (and only then: upgrades leave CRDs alone).
+  const crd = await json<{ status: { conditions: { type: string; status: string }[] } }>(['get', 'crd', 'functions.fngate.dev']);
+  t.ok(crd.status.conditions.some((c) => c.type === 'Established' && c.status === 'True'), 'Function CRD established');
+  for (const [kind, name] of [
+    ['deployment', 'fngate'],
+    ['service', 'fngate'],
+    ['service', 'fngate-admin'],
+    ['configmap', 'fngate'],
+    ['serviceaccount', 'fngate'],
+    ['poddisruptionbudget', 'fngate'],
+    ['role', 'fngate-leases'],
+    ['rolebinding', 'fngate-leases'],
+  ] as const) {
+    t.equal((await kube.kubectl(['-n', 'fngate', 'get', kind, name])).code, 0, `${kind}/${name}`);
+  }
+  t.equal((await kube.kubectl(['get', 'clusterrole', 'fngate'])).code, 0, 'clusterrole/fngate');
+  t.equal((await kube.kubectl(['get', 'clusterrolebinding', 'fngate'])).code, 0, 'clusterrolebinding/fngate');
+  const svc = await json<{ spec: { type: string; ports: { name: string; port: number; nodePort?: number }[] } }>(['-n', 'fngate', 'get', 'service', 'fngate']);
+  t.equal(svc.spec.type, 'LoadBalancer');
+  t.equal(svc.spec.ports[0]?.port, 443);
+  t.ok((svc.spec.ports[0]?.nodePort ?? 0) > 0, 'the API server allocated a node port');
+  // A Function applies against the CRD helm installed.
+  await kube.kubectlOk(['apply', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'fngate.dev/v1alpha1',
+      kind: 'Function',
+      metadata: { name: 'greeter', namespace: 'default' },
+      spec: { functionId: 'greeter-1', activeVersion: 'v1', versions: [{ versionId: 'v1', service: { name: 'greeter', port: 'grpc' } }] },
+    }),
+  });
+  t.equal(await kube.kubectlOk(['get', 'fn', 'greeter', '-o', 'jsonpath={.spec.functionId}']), 'greeter-1');
+});
+
+t.test('helm upgrade: new values roll out; HPA replaces the replica count', async (t) => {
+  const before = await json<{ spec: { template: { metadata: { annotations: Record<string, string> } } } }>(['-n', 'fngate', 'get', 'deployment', 'fngate']);
+  const out = await helmOk([
+    'upgrade', 'fngate', CHART, '-n', 'fngate', '--no-hooks',
+    '-f', valuesFile({ domain: 'example.com', config: { 'log-level': 'debug' }, service: { plaintext: { enabled: true } }, autoscaling: { enabled: true, minReplicas: 3 } }),
+  ]);
+  t.match(out, /STATUS: deployed/);
+  t.match(out, /REVISION: 2/);
+  const after = await json<{ spec: { template: { metadata: { annotations: Record<string, string> } } } }>(['-n', 'fngate', 'get', 'deployment', 'fngate']);
+  t.not(after.spec.template.metadata.annotations['checksum/config'], before.spec.template.metadata.annotations['checksum/config'], 'config change rolls the pods');
+  t.match(await kube.kubectlOk(['-n', 'fngate', 'get', 'configmap', 'fngate', '-o', 'jsonpath={.data.config\\.yaml}']), /log-level: debug/);
+  const hpa = await json<{ spec: { minReplicas: number; scaleTargetRef: { name: string } } }>(['-n', 'fngate', 'get', 'hpa', 'fngate']);
+  t.equal(hpa.spec.minReplicas, 3);
+  t.equal(hpa.spec.scaleTargetRef.name, 'fngate');
+  const ports = await kube.kubectlOk(['-n', 'fngate', 'get', 'service', 'fngate', '-o', 'jsonpath={.spec.ports[*].name}']);
+  t.equal(ports, 'grpc-tls grpc-h2c');
+  const history = JSON.parse(await helmOk(['history', 'fngate', '-n', 'fngate', '-o', 'json'])) as { revision: number; status: string }[];
+  t.same(history.map((h) => [h.revision, h.status]), [[1, 'superseded'], [2, 'deployed']]);
+  // And back: upgrade to the defaults removes the HPA and the plaintext port again.
+  await helmOk(['upgrade', 'fngate', CHART, '-n', 'fngate', '--no-hooks', '-f', valuesFile({ domain: 'example.com' })]);
+  t.not((await kube.kubectl(['-n', 'fngate', 'get', 'hpa', 'fngate'])).code, 0, 'HPA removed');
+  t.equal(await kube.kubectlOk(['-n', 'fngate', 'get', 'service', 'fngate', '-o', 'jsonpath={.spec.ports[*].name}']), 'grpc-tls');
+});
+
+// The verbs the gateway's ServiceAccount may use, as the API server's authorizer says.
+const VERBS = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'];
+const canI = async (sa: string, verb: string, resource: string, ns: string | undefined, sub?: string): Promise<boolean> => {
+  const args = ['auth', 'can-i', verb, resource, '--as', sa];
+  args.push(...(ns === undefined ? ['--all-namespaces'] : ['-n', ns]));
+  if (sub !== undefined) args.push('--subresource', sub);
+  const r = await kube.kubectl(args);
+  const answer = r.stdout.trim();
+  if (answer !== 'yes' && answer !== 'no') throw new Error(`kubectl auth can-i: ${r.stderr}`);
+  return answer === 'yes';
+};
+/** Every (resource, verb) the ServiceAccount may use among those asked, as "verb resource". */
+async function allowed(sa: string, ns: string | undefined, leaseNs: string): Promise<string[]> {
+  const asks: [string, string | undefined, string | undefined][] = [
+    ['functions.fngate.dev', ns, undefined],
+    ['functions.fngate.dev', ns, 'status'],
+    ['endpointslices.discovery.k8s.io', ns, undefined],
+    ['secrets', ns, undefined],
+    ['leases.coordination.k8s.io', leaseNs, undefined],
+    ['pods', ns, undefined],
+    ['services', ns, undefined],
+    ['configmaps', ns, undefined],
+    ['endpoints', ns, undefined],
+  ];
+  const out: string[] = [];
+  for (const [resource, where, sub] of asks) {
+    const answers = await Promise.all(VERBS.map((verb) => canI(sa, verb, resource, where, sub)));
+    VERBS.forEach((verb, i) => {
+      if (answers[i]) out.push(`${verb} ${resource}${sub === undefined ? '' : `/${sub}`}`);
+    });
+  }
+  return out;
+}
+
+const GATEWAY = [
+  'get functions.fngate.dev',
+  'list functions.fngate.dev',
+  'watch functions.fngate.dev',
+  'get functions.fngate.dev/status',
+  'update functions.fngate.dev/status',
+  'patch functions.fngate.dev/status',
+  'list endpointslices.discovery.k8s.io',
+  'watch endpointslices.discovery.k8s.io',
+  'list secrets',
+  'watch secrets',
+];
+const LEASES = ['get leases.coordination.k8s.io', 'create leases.coordination.k8s.io', 'update leases.coordination.k8s.io'];
+
+t.test('RBAC: the ServiceAccount may do exactly what the gateway needs', async (t) => {
+  const sa = 'system:serviceaccount:fngate:fngate';
+  t.same(await allowed(sa, undefined, 'fngate'), [...GATEWAY, ...LEASES], 'all namespaces (+ leases in the release namespace)');
+  t.same(await allowed(sa, 'team-x', 'team-x'), GATEWAY, 'another namespace: no leases there');
+});
+
+t.test('namespace-scoped install: a Role in the watched namespace only', async (t) => {
+  await kube.kubectlOk(['create', 'namespace', 'team-a']);
+  await helmOk(['install', 'edge', CHART, '-n', 'edge', '--create-namespace', '--no-hooks', '-f', valuesFile({ watchNamespace: 'team-a', tls: { secretName: 'edge-cert' } })]);
+  const sa = 'system:serviceaccount:edge:edge-fngate';
+  t.equal((await kube.kubectl(['get', 'clusterrole', 'edge-fngate'])).code === 0, false, 'no ClusterRole');
+  t.same(await allowed(sa, 'team-a', 'edge'), [...GATEWAY, ...LEASES], 'in team-a (+ leases in edge)');
+  t.same(await allowed(sa, 'team-b', 'team-b'), [], 'nothing in another namespace');
+  const args = await kube.kubectlOk(['-n', 'edge', 'get', 'deployment', 'edge-fngate', '-o', 'jsonpath={.spec.template.spec.containers[0].args}']);
+  t.same(JSON.parse(args), ['serve', '--kubernetes', '--namespace', 'team-a', '--config', '/etc/fngate/config.yaml']);
+  await helmOk(['uninstall', 'edge', '-n', 'edge']);
+  t.not((await kube.kubectl(['-n', 'team-a', 'get', 'role', 'edge-fngate'])).code, 0, 'uninstall removes the Role');
+});
+
+t.test('kubectl apply --dry-run=server accepts every main combination', async (t) => {
+  await kube.kubectlOk(['apply', '-f', '-'], { input: standInCrd('cert-manager.io', 'Certificate', 'certificates') });
+  await kube.kubectlOk(['apply', '-f', '-'], { input: standInCrd('monitoring.coreos.com', 'ServiceMonitor', 'servicemonitors') });
+  await kube.kubectlOk(['wait', '--for=condition=Established', 'crd/certificates.cert-manager.io', 'crd/servicemonitors.monitoring.coreos.com']);
+  await kube.kubectlOk(['create', 'namespace', 'dry']);
+  // The `helm test` Pod runs as the namespace's default ServiceAccount, which a real
+  // cluster's ServiceAccount controller creates (none runs here).
+  await kube.kubectlOk(['-n', 'dry', 'create', 'serviceaccount', 'default']);
+  const combos: [string, Values][] = [
+    ['defaults (TLS from a Secret)', {}],
+    ['TLS from cert-manager', { domain: 'example.com', tls: { certManager: { enabled: true, issuerRef: { name: 'letsencrypt' } } } }],
+    ['TLS + plaintext, Local traffic policy', { service: { plaintext: { enabled: true }, externalTrafficPolicy: 'Local' } }],
+    ['plaintext only, ClusterIP', { tls: { enabled: false }, service: { type: 'ClusterIP', plaintext: { enabled: true } } }],
+    ['HPA', { autoscaling: { enabled: true, targetMemoryUtilizationPercentage: 80 } }],
+    ['namespace-scoped', { watchNamespace: 'team-a' }],
+    ['ServiceMonitor + NetworkPolicy', { serviceMonitor: { enabled: true }, networkPolicy: { enabled: true, egress: [{ ports: [{ port: 53, protocol: 'UDP' }] }] } }],
+    ['NodePort, IPv6 bind, no PDB', { service: { type: 'NodePort' }, bindAddress: '::', podDisruptionBudget: { enabled: false } }],
+  ];
+  for (const [what, values] of combos) {
+    const rendered = await helmOk(['template', 'dry', CHART, '-n', 'dry', '--include-crds', '-f', valuesFile(values)]);
+    const r = await kube.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
+    t.equal(r.code, 0, `${what}\n${r.stderr}`);
+    t.match(r.stdout, /deployment\.apps\/dry-fngate (created|configured) \(server dry run\)/, what);
+  }
+  // The server really checks: a Deployment the API server refuses fails the same way.
+  const broken = (await helmOk(['template', 'dry', CHART, '-n', 'dry'])).replace('terminationGracePeriodSeconds: 50', 'terminationGracePeriodSeconds: -5');
+  const r = await kube.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: broken });
+  t.not(r.code, 0, 'a broken manifest is refused');
+  t.match(r.stderr, /terminationGracePeriodSeconds/);
+});
+
+t.test('the CRD in crds/ is the one the API server stores', async (t) => {
+  const file = readFileSync(join(CHART, 'crds/function.yaml'), 'utf8');
+  const r = await kube.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: file });
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /functions\.fngate\.dev (unchanged|configured) \(server dry run\)/);
+});
