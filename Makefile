@@ -33,7 +33,7 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools
+test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools
 	npm test
 
 clean:
@@ -49,3 +49,4 @@ include make/kube.mk
 include make/conformance.mk
 include make/bench.mk
 include make/helm.mk
+include make/telemetry.mk

@@ -1,33 +1,49 @@
-// Admin HTTP: liveness, readiness (false while draining or before the registry is loaded),
-// and Prometheus metrics. Plain HTTP/1.1 for probes and scrapers.
+// Admin HTTP: liveness, readiness (false while draining or before the registry is synced),
+// Prometheus metrics and, only when enabled (--debug-sessions), who is pinned where.
+// Plain HTTP/1.1 for probes, scrapers and people with curl.
 import http from 'node:http';
 
 export interface AdminState {
   ready(): boolean;
-  metrics(): string;
+  /** The Prometheus text exposition (format 0.0.4). */
+  metrics(): Promise<string>;
+  /** The /debug/sessions document; absent: the endpoint answers 404. */
+  debugSessions?: (() => unknown) | undefined;
 }
+
+const TEXT = 'text/plain; charset=utf-8';
 
 export function createAdminServer(state: AdminState): http.Server {
   return http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': TEXT }).end('method not allowed\n');
       return;
     }
     switch (path) {
       case '/healthz':
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+        res.writeHead(200, { 'content-type': TEXT }).end('ok\n');
         return;
       case '/readyz': {
         const ready = state.ready();
-        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+        res.writeHead(ready ? 200 : 503, { 'content-type': TEXT }).end(ready ? 'ready\n' : 'not ready\n');
         return;
       }
       case '/metrics':
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(state.metrics());
+        state.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
+          (err: unknown) => res.writeHead(500, { 'content-type': TEXT }).end(`metrics collection failed: ${err instanceof Error ? err.message : String(err)}\n`),
+        );
+        return;
+      case '/debug/sessions':
+        if (state.debugSessions !== undefined) {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(state.debugSessions(), null, 2) + '\n');
+          return;
+        }
+        res.writeHead(404, { 'content-type': TEXT }).end('not found: /debug/sessions is off; start fngate with --debug-sessions\n');
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
+        res.writeHead(404, { 'content-type': TEXT }).end('not found: try /healthz, /readyz or /metrics\n');
     }
   });
 }

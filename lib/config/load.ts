@@ -29,7 +29,7 @@ export class HelpRequested extends Error {
   }
 }
 
-type Kind = 'string' | 'address' | 'duration' | 'bool' | 'int' | 'enum' | 'path';
+type Kind = 'string' | 'address' | 'duration' | 'bool' | 'int' | 'ratio' | 'enum' | 'path';
 
 interface Setting<T> {
   /** Flag name without the dashes; also the YAML key and, upper-snaked, the env var. */
@@ -92,6 +92,26 @@ const int = (flag: string, def: string, min: number, max: number, help: string):
     if (!(n >= min && n <= max)) throw new Error(`expected an integer from ${min} to ${max}, got "${value}"`);
     return n;
   });
+
+const ratio = (flag: string, def: string, help: string): Setting<number> =>
+  required(flag, 'ratio', 'RATIO', def, `${help}, 0 to 1`, (value) => {
+    const n = /^(\d+(\.\d*)?|\.\d+)$/.test(value) ? Number(value) : NaN;
+    if (!(n >= 0 && n <= 1)) throw new Error(`expected a number from 0 to 1, got "${value}"`);
+    return n;
+  });
+
+/** off, stdout, stderr, or a file (relative paths from the directory of the file that names it). */
+const accessLogTarget = (flag: string, help: string): Setting<string> => ({
+  flag,
+  kind: 'path',
+  arg: 'off|stdout|stderr|FILE',
+  help,
+  default: 'off',
+  read: (text, base) => {
+    const value = text ?? 'off';
+    return value === 'off' || value === 'stdout' || value === 'stderr' ? value : resolve(base, value);
+  },
+});
 
 const oneOf = <T extends string>(flag: string, arg: string, values: readonly T[], def: T, help: string): Setting<T> =>
   required(flag, 'enum', arg, def, `${help}: ${values.join('|')}`, (value) => {
@@ -158,11 +178,15 @@ const settings: { readonly [F in keyof Config]: Setting<Config[F]> } = {
   jwtIssuer: str('jwt-issuer', 'ISSUER', 'required JWT "iss"'),
   jwtAudience: str('jwt-audience', 'AUDIENCE', 'required JWT "aud"'),
   idleTimeoutMs: duration('idle-timeout', '30s', 'close client connections with no open stream after this', true),
+  maxConnectionsPerIp: int('max-connections-per-ip', '1000', 0, 1_000_000, 'client connections one IP address may hold open (0 = unlimited)'),
   drainTimeoutMs: duration('drain-timeout', '30s', 'on SIGTERM, let open streams finish for this long'),
   sessionLingerMs: duration('session-linger', '30s', 'how long an ended session can be resumed'),
   admin: address('admin', '0.0.0.0:9090', 'admin HTTP listener: /healthz, /readyz, /metrics'),
   workers: int('workers', '1', 1, 256, 'worker processes'),
   logLevel: oneOf('log-level', 'LEVEL', logLevels, 'info', 'minimum level of log lines'),
+  accessLog: accessLogTarget('access-log', 'one JSON line per RPC: off, stdout, stderr or a file (appended)'),
+  accessLogSample: ratio('access-log-sample', '1', 'share of successful RPCs in the access log (errors are always logged)'),
+  debugSessions: bool('debug-sessions', 'serve admin /debug/sessions: live sessions per endpoint'),
 };
 
 type Field = keyof Config;

@@ -34,9 +34,17 @@ export interface Config {
   readonly jwtIssuer: string | undefined;
   readonly jwtAudience: string | undefined;
   readonly idleTimeoutMs: number;
+  /** Client connections one IP address may hold open (h2c and TLS together); 0 = unlimited. */
+  readonly maxConnectionsPerIp: number;
   readonly drainTimeoutMs: number;
   readonly sessionLingerMs: number;
   readonly admin: ListenAddress;
   readonly workers: number;
   readonly logLevel: LogLevel;
+  /** Access log destination: 'off', 'stdout', 'stderr' or an absolute file path (appended). */
+  readonly accessLog: string;
+  /** Share of successful RPCs written to the access log, 0 to 1 (errors are always written). */
+  readonly accessLogSample: number;
+  /** Serve admin /debug/sessions (who is pinned where). */
+  readonly debugSessions: boolean;
 }

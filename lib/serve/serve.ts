@@ -13,8 +13,9 @@ import { SessionManager } from '../sessions/session-manager.ts';
 import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
 import { loadFunctionsDir, watchFunctionsDir } from '../sources/file/functions-dir.ts';
 import type { Closable } from '../sources/file/watch.ts';
+import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.ts';
 import type { Logger } from '../telemetry/log.ts';
-import { GatewayMetrics } from '../telemetry/metrics.ts';
+import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { defaultUpstreamTuning } from '../upstreams/upstream-connection.ts';
 
 export interface RunningGateway {
@@ -23,14 +24,12 @@ export interface RunningGateway {
   readonly tls: string | null;
   readonly admin: string;
   readonly gateway: Gateway;
+  readonly telemetry: GatewayTelemetry;
   /** Not-ready, GOAWAY to all, open streams finish (bounded by --drain-timeout), then close. */
   drain(): Promise<void>;
 }
 
 export async function startServe(config: Config, log: Logger): Promise<RunningGateway> {
-  if (config.kubernetes) {
-    throw new Error('--kubernetes: the Kubernetes source is not part of this build yet; use --functions DIR');
-  }
   const closables: Closable[] = [];
   const verifier =
     config.jwksUrl !== undefined || config.jwksFile !== undefined
@@ -50,31 +49,66 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     }
   });
 
-  if (config.functions !== undefined) {
+  let kubernetes: KubernetesSource | undefined;
+  if (config.kubernetes) {
+    // Loaded only in Kubernetes mode: the client library is large, and file mode never needs it.
+    const { defaultIdentity, KubernetesSource } = await import('../sources/kubernetes/kubernetes-source.ts');
+    kubernetes = new KubernetesSource({
+      registry,
+      namespace: config.namespace,
+      log,
+      leaseNamespace: process.env['POD_NAMESPACE'] ?? config.namespace ?? 'default',
+      identity: defaultIdentity(),
+    });
+    closables.push({ close: () => void kubernetes?.stop() });
+    await kubernetes.start();
+  } else if (config.functions !== undefined) {
     const dir = config.functions;
     registry.replaceFunctions(await loadFunctionsDir(dir));
     closables.push(watchFunctionsDir(dir, (specs) => registry.replaceFunctions(specs), log));
   } else {
-    log.warn('no --functions directory: no function can be invoked');
+    log.warn('no --functions directory and no --kubernetes: no function can be invoked');
   }
   if (config.apiKeys !== undefined) {
     const file = config.apiKeys;
     registry.replaceApiKeys(await loadApiKeysFile(file));
     closables.push(watchApiKeysFile(file, (records) => registry.replaceApiKeys(records), log));
-  } else if (!verifier) {
-    log.warn('no --api-keys file and no JWKS: every token is refused');
+  } else if (!verifier && !kubernetes) {
+    log.warn('no --api-keys file, no JWKS and no --kubernetes Secrets: every token is refused');
   }
 
+  // Every source has been read in full before the listeners open (the Kubernetes source's
+  // start() waits for its first lists), so once listening the registry is synced; a Kubernetes
+  // view that falls behind afterwards is reported as stale, and routing goes on with it.
+  const registrySynced = true;
+
   const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning });
-  const metrics = new GatewayMetrics();
-  metrics.sessionsByEndpoint = () => sessions.load.snapshot();
+  let telemetry: GatewayTelemetry;
+  try {
+    telemetry = await createTelemetry({
+      log,
+      env: process.env,
+      accessLog: config.accessLog,
+      accessLogSample: config.accessLogSample,
+      sessionsByEndpoint: () => sessions.load.snapshot(),
+    });
+  } catch (err) {
+    for (const closable of closables) closable.close();
+    throw err;
+  }
+  telemetry.setRegistryStaleness(0);
+  if (kubernetes) {
+    const source = kubernetes;
+    const timer = setInterval(() => telemetry.setRegistryStaleness(source.staleSeconds()), 1000).unref();
+    closables.push({ close: () => clearInterval(timer) });
+  }
   const gateway = new Gateway({
     registry,
     authenticator: new Authenticator(registry, verifier),
     sessions,
     idleTimeoutMs: config.idleTimeoutMs,
     log,
-    telemetry: metrics,
+    telemetry,
   });
 
   const servers: Server[] = [];
@@ -93,8 +127,13 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     }
 
     const admin = createAdminServer({
-      ready: () => !gateway.draining,
-      metrics: () => metrics.render(),
+      ready: () => registrySynced && !gateway.draining,
+      metrics: async () => {
+        const { text, errors } = await telemetry.metrics.render();
+        if (errors.length > 0) log.warn('metrics collection errors', { errors: errors.map(String) });
+        return text;
+      },
+      debugSessions: config.debugSessions ? () => debugSessions(sessions) : undefined,
     });
     servers.push(await listen(admin, config.admin));
 
@@ -108,18 +147,40 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     return {
       ...addresses,
       gateway,
+      telemetry,
       drain: async () => {
         log.info('draining', { connections: gateway.connectionCount, timeoutMs: config.drainTimeoutMs });
         await gateway.drain(config.drainTimeoutMs);
         for (const closable of closables) closable.close();
         sessions.close();
         await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+        await telemetry.shutdown();
         log.info('drained');
       },
     };
   } catch (err) {
     for (const closable of closables) closable.close();
     for (const server of servers) server.close();
+    await telemetry.shutdown();
     throw err;
   }
+}
+
+/**
+ * admin /debug/sessions. SessionManager has no listing of live sessions yet, so this shows
+ * the per-endpoint counts only; `sessions` becomes the list (id, function, version, endpoint)
+ * once it has one.
+ */
+function debugSessions(sessions: SessionManager): unknown {
+  return {
+    live: sessions.liveCount(),
+    endpoints: Object.fromEntries(sessions.load.snapshot()),
+    sessions: [...sessions.liveRecords()].map((r) => ({
+      id: r.id,
+      functionId: r.functionId,
+      versionId: r.versionId,
+      endpoint: r.endpointKey,
+      connections: r.live,
+    })),
+  };
 }

@@ -83,6 +83,11 @@ export class SessionManager {
     return this.#bind(record, endpoint);
   }
 
+  /** Sessions bound to at least one connection now (for /debug/sessions). */
+  *liveRecords(): IterableIterator<Readonly<SessionRecord>> {
+    for (const record of this.#records.values()) if (record.live > 0) yield record;
+  }
+
   /** What is known of a session id (live or lingering), if anything. */
   describe(id: string): Readonly<SessionRecord> | undefined {
     return this.#records.get(id);

@@ -1,76 +1,281 @@
-// Gateway counters and gauges, rendered in the Prometheus text format for admin /metrics.
-// Deliberately small: plain numbers updated on the hot path, formatted only when scraped.
-import type { CloseReason, ForwardedRpc, RejectedRpc, SessionInfo, Telemetry } from './events.ts';
+// The gateway's metrics in the OpenTelemetry SDK: one MeterProvider with a Prometheus reader
+// (rendered by admin /metrics) and, when OTEL_* says so, a periodic OTLP push reader.
+//
+// Per-RPC numbers are kept by RpcStats (rpc-stats.ts) and handed to the SDK only when a reader
+// collects: counters and gauges through observable instruments (the SDK does temporality),
+// the two histograms through a MetricProducer (the SDK has no observable histogram). Rarer
+// events (connections, auth failures) are plain numbers read the same way.
+import { ValueType, type Attributes, type HrTime, type ObservableResult } from '@opentelemetry/api';
+import { hrTime } from '@opentelemetry/core';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import type { Resource } from '@opentelemetry/resources';
+import {
+  AggregationTemporality,
+  DataPointType,
+  InstrumentType,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type CollectionResult,
+  type DataPoint,
+  type Histogram as HistogramValue,
+  type MetricData,
+  type MetricProducer,
+  type MetricReader,
+  type PushMetricExporter,
+  type ResourceMetrics,
+} from '@opentelemetry/sdk-metrics';
+import { METRIC_RPC_SERVER_CALL_DURATION } from '@opentelemetry/semantic-conventions';
+import type { CloseReason } from './events.ts';
+import { ATTR, DURATION_BOUNDARIES, LabelledCounter, RpcStats, type Histogram, type RpcSeries } from './rpc-stats.ts';
 
-export class GatewayMetrics implements Telemetry {
-  /** "function\0version\0status" -> count */
-  readonly #forwarded = new Map<string, number>();
-  /** status (gRPC code, or HTTP status for non-gRPC requests) -> count */
-  readonly #rejected = new Map<number, number>();
-  readonly #closedBy = new Map<CloseReason, number>();
-  #connections = 0;
-  #connectionsTotal = 0;
-  #draining = false;
-  /** Sessions per endpoint, read when scraped. */
-  sessionsByEndpoint: () => ReadonlyMap<string, number> = () => new Map();
+export const SCOPE = { name: 'fngate' } as const;
 
-  rpcStarting(_client: unknown, _upstream: unknown, _session: SessionInfo): undefined {
-    return undefined;
-  }
+/** OpenTelemetry names and units; Prometheus names follow from them (see prometheusName). */
+export const METRIC = {
+  rpcDuration: METRIC_RPC_SERVER_CALL_DURATION, // rpc_server_call_duration_seconds
+  firstByte: 'fngate.rpc.time_to_first_byte', // fngate_rpc_time_to_first_byte_seconds
+  activeStreams: 'fngate.rpc.active_streams', // fngate_rpc_active_streams
+  received: 'fngate.rpc.received', // fngate_rpc_received_bytes_total
+  sent: 'fngate.rpc.sent', // fngate_rpc_sent_bytes_total
+  clientConnections: 'fngate.client_connections', // fngate_client_connections
+  accepted: 'fngate.client_connections.accepted', // fngate_client_connections_accepted_total
+  closedByGateway: 'fngate.connections_closed_by_gateway', // fngate_connections_closed_by_gateway_total
+  endpointSessions: 'fngate.endpoint_sessions', // fngate_endpoint_sessions
+  authFailures: 'fngate.auth.failures', // fngate_auth_failures_total
+  upstreamConnectFailures: 'fngate.upstream.connect_failures', // fngate_upstream_connect_failures_total
+  nonGrpcRequests: 'fngate.non_grpc_requests', // fngate_non_grpc_requests_total
+  draining: 'fngate.draining', // fngate_draining
+  registryStaleness: 'fngate.registry.staleness', // fngate_registry_staleness_seconds
+  accessLogDropped: 'fngate.access_log.dropped', // fngate_access_log_dropped_total
+} as const;
 
-  rpcForwarded(rpc: ForwardedRpc): void {
-    const key = `${rpc.session.functionId}\0${rpc.session.versionId}\0${rpc.status ?? 'cancelled'}`;
-    this.#forwarded.set(key, (this.#forwarded.get(key) ?? 0) + 1);
-  }
+export interface MetricsOptions {
+  readonly resource: Resource;
+  /** An OTLP (or console) exporter to push to every `intervalMs`. */
+  readonly push?: { readonly exporter: PushMetricExporter; readonly intervalMs: number; readonly timeoutMs: number } | undefined;
+  /** Live sessions per endpoint key, read at collection. */
+  readonly sessionsByEndpoint: () => ReadonlyMap<string, number>;
+}
 
-  rpcRejected(rpc: RejectedRpc): void {
-    this.#rejected.set(rpc.status, (this.#rejected.get(rpc.status) ?? 0) + 1);
-  }
+export class GatewayMetrics {
+  readonly stats = new RpcStats();
+  clientConnections = 0;
+  accepted = 0;
+  readonly closedByGateway = new LabelledCounter(10, (reason) => Object.freeze({ reason }));
+  /** Keyed by RejectedRpc.reason. */
+  readonly authFailures = new LabelledCounter(100, (reason) => Object.freeze({ reason }));
+  /** Keyed by `endpoint\0error`. */
+  readonly upstreamConnectFailures = new LabelledCounter(1000, (key) => {
+    const [endpoint = '', error = ''] = key.split('\0');
+    return Object.freeze({ endpoint, [ATTR.errorType]: error });
+  });
+  readonly nonGrpcRequests = new LabelledCounter(100, (status) => Object.freeze({ 'http.response.status_code': Number(status) }));
+  accessLogDropped = 0;
+  draining = false;
+  /** Seconds since the registry last matched its source; 0 for the file source. */
+  registryStalenessSeconds = 0;
 
-  connectionOpened(): void {
-    this.#connections++;
-    this.#connectionsTotal++;
-  }
+  readonly #provider: MeterProvider;
+  readonly #prometheus: PrometheusExporter;
+  // No prefix, no timestamps, no resource labels, target_info kept, no otel_scope_* labels
+  // (one scope: they would only lengthen every series).
+  readonly #serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
+  readonly #endpointAttributes = new Map<string, Attributes>();
 
-  connectionClosed(): void {
-    this.#connections--;
-  }
-
-  connectionClosedBy(reason: CloseReason): void {
-    this.#closedBy.set(reason, (this.#closedBy.get(reason) ?? 0) + 1);
-  }
-
-  setDraining(draining: boolean): void {
-    this.#draining = draining;
-  }
-
-  render(): string {
-    const lines: string[] = [];
-    const family = (name: string, type: string, help: string): void => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    };
-    family('fngate_forwarded_rpcs_total', 'counter', 'RPCs forwarded to functions, by function, version and grpc-status.');
-    for (const [key, n] of this.#forwarded) {
-      const [fn, version, status] = key.split('\0');
-      lines.push(`fngate_forwarded_rpcs_total{function_id=${label(fn)},version_id=${label(version)},grpc_status=${label(status)}} ${n}`);
+  constructor(opts: MetricsOptions) {
+    this.#prometheus = new PrometheusExporter({
+      preventServerStart: true,
+      metricProducers: [new HistogramProducer(this.stats, opts.resource, AggregationTemporality.CUMULATIVE)],
+    });
+    const readers: MetricReader[] = [this.#prometheus];
+    if (opts.push) {
+      const { exporter, intervalMs, timeoutMs } = opts.push;
+      const temporality = exporter.selectAggregationTemporality?.(InstrumentType.HISTOGRAM) ?? AggregationTemporality.CUMULATIVE;
+      readers.push(
+        new PeriodicExportingMetricReader({
+          exporter,
+          exportIntervalMillis: intervalMs,
+          exportTimeoutMillis: Math.min(timeoutMs, intervalMs),
+          metricProducers: [new HistogramProducer(this.stats, opts.resource, temporality)],
+        }),
+      );
     }
-    family('fngate_rejected_rpcs_total', 'counter', 'Requests answered by the gateway itself, by gRPC status (or HTTP status for non-gRPC requests).');
-    for (const [status, n] of this.#rejected) lines.push(`fngate_rejected_rpcs_total{status=${label(String(status))}} ${n}`);
-    family('fngate_client_connections', 'gauge', 'Open client connections.');
-    lines.push(`fngate_client_connections ${this.#connections}`);
-    family('fngate_client_connections_total', 'counter', 'Client connections accepted.');
-    lines.push(`fngate_client_connections_total ${this.#connectionsTotal}`);
-    family('fngate_connections_closed_by_gateway_total', 'counter', 'Client connections the gateway closed, by reason.');
-    for (const [reason, n] of this.#closedBy) lines.push(`fngate_connections_closed_by_gateway_total{reason=${label(reason)}} ${n}`);
-    family('fngate_endpoint_sessions', 'gauge', 'Live sessions pinned to each endpoint by this process.');
-    for (const [endpoint, n] of this.sessionsByEndpoint()) lines.push(`fngate_endpoint_sessions{endpoint=${label(endpoint)}} ${n}`);
-    family('fngate_draining', 'gauge', '1 while the gateway drains.');
-    lines.push(`fngate_draining ${this.#draining ? 1 : 0}`);
-    return lines.join('\n') + '\n';
+    this.#provider = new MeterProvider({ resource: opts.resource, readers });
+    this.#instruments(opts.sessionsByEndpoint);
+  }
+
+  #instruments(sessionsByEndpoint: () => ReadonlyMap<string, number>): void {
+    const meter = this.#provider.getMeter(SCOPE.name);
+    const stats = this.stats;
+    const int = { valueType: ValueType.INT };
+    meter
+      .createObservableUpDownCounter(METRIC.activeStreams, { ...int, unit: '{stream}', description: 'Forwarded RPC streams open now, by function and version.' })
+      .addCallback((r) => {
+        for (const s of stats.functionSeries()) if (s.forwarded) r.observe(s.activeStreams, s.attributes);
+      });
+    meter
+      .createObservableCounter(METRIC.received, { ...int, unit: 'By', description: 'gRPC message bytes (DATA) received from clients and forwarded to functions.' })
+      .addCallback((r) => {
+        for (const s of stats.functionSeries()) if (s.forwarded) r.observe(s.bytesIn, s.attributes);
+      });
+    meter
+      .createObservableCounter(METRIC.sent, { ...int, unit: 'By', description: 'gRPC message bytes (DATA) sent to clients from functions.' })
+      .addCallback((r) => {
+        for (const s of stats.functionSeries()) if (s.forwarded) r.observe(s.bytesOut, s.attributes);
+      });
+    meter
+      .createObservableUpDownCounter(METRIC.clientConnections, { ...int, unit: '{connection}', description: 'Open client connections.' })
+      .addCallback((r) => r.observe(this.clientConnections));
+    meter
+      .createObservableCounter(METRIC.accepted, { ...int, unit: '{connection}', description: 'Client connections accepted.' })
+      .addCallback((r) => r.observe(this.accepted));
+    const labelled = (name: string, description: string, counter: LabelledCounter, unit: string): void => {
+      meter.createObservableCounter(name, { ...int, unit, description }).addCallback((r) => observeAll(r, counter));
+    };
+    labelled(METRIC.closedByGateway, 'Client connections the gateway closed, by reason (idle, drain).', this.closedByGateway, '{connection}');
+    labelled(METRIC.authFailures, 'Requests refused for their credential (UNAUTHENTICATED, PERMISSION_DENIED), by reason.', this.authFailures, '{request}');
+    labelled(
+      METRIC.upstreamConnectFailures,
+      'Forwarded RPCs whose connection to the function endpoint failed, by endpoint and cause (error.type).',
+      this.upstreamConnectFailures,
+      '{request}',
+    );
+    labelled(METRIC.nonGrpcRequests, 'Requests that were not gRPC (answered with an HTTP error), by HTTP status.', this.nonGrpcRequests, '{request}');
+    meter
+      .createObservableCounter(METRIC.accessLogDropped, { ...int, unit: '{line}', description: 'Access log lines dropped because the log destination fell behind.' })
+      .addCallback((r) => r.observe(this.accessLogDropped));
+    meter
+      .createObservableGauge(METRIC.endpointSessions, { ...int, unit: '{session}', description: 'Live sessions pinned to each endpoint by this process.' })
+      .addCallback((r) => {
+        // The snapshot drops an endpoint whose last session ended, and the SDK would repeat
+        // its last value: every endpoint seen before is reported, at 0 when absent.
+        const snapshot = sessionsByEndpoint();
+        for (const [endpoint, n] of snapshot) r.observe(n, this.#endpoint(endpoint));
+        for (const [endpoint, attributes] of this.#endpointAttributes) if (!snapshot.has(endpoint)) r.observe(0, attributes);
+      });
+    meter
+      .createObservableGauge(METRIC.draining, { ...int, description: '1 while the gateway drains (not ready, GOAWAY sent), else 0.' })
+      .addCallback((r) => r.observe(this.draining ? 1 : 0));
+    meter
+      .createObservableGauge(METRIC.registryStaleness, {
+        unit: 's',
+        description: 'Seconds since the registry of Functions last matched its source (0 while in sync).',
+      })
+      .addCallback((r) => r.observe(this.registryStalenessSeconds));
+  }
+
+  #endpoint(endpoint: string): Attributes {
+    let attributes = this.#endpointAttributes.get(endpoint);
+    if (attributes === undefined) {
+      attributes = Object.freeze({ endpoint });
+      if (this.#endpointAttributes.size < 10_000) this.#endpointAttributes.set(endpoint, attributes);
+    }
+    return attributes;
+  }
+
+  /** Every metric in the Prometheus text format (0.0.4), named as the OpenTelemetry spec maps them. */
+  async render(): Promise<{ text: string; errors: unknown[] }> {
+    const { resourceMetrics, errors } = await this.#prometheus.collect();
+    return { text: this.#serializer.serialize(withPrometheusUnits(resourceMetrics)), errors };
+  }
+
+  /** Pushes now (the OTLP reader, if any). */
+  forceFlush(): Promise<void> {
+    return this.#provider.forceFlush({ timeoutMillis: 5000 });
+  }
+
+  /** Pushes what is left (OTLP) and stops the readers. */
+  shutdown(): Promise<void> {
+    return this.#provider.shutdown({ timeoutMillis: 5000 });
   }
 }
 
-/** A quoted label value, escaped as the Prometheus text format asks. */
-function label(value: string | undefined): string {
-  return '"' + (value ?? '').replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') + '"';
+function observeAll(r: ObservableResult, counter: LabelledCounter): void {
+  for (const { attributes, value } of counter.entries()) r.observe(value, attributes);
+}
+
+const HISTOGRAMS = [
+  {
+    name: METRIC.rpcDuration,
+    description: 'Duration of RPCs the gateway served, from the request to the end of the response (incl. calls it answered itself).',
+    of: (s: RpcSeries): Histogram => s.duration,
+  },
+  {
+    name: METRIC.firstByte,
+    description: "Time from the request to the function's response headers, for forwarded RPCs that got a response.",
+    of: (s: RpcSeries): Histogram => s.firstByte,
+  },
+] as const;
+
+/** The two per-RPC histograms, as a MetricProducer of one reader (cumulative or delta). */
+class HistogramProducer implements MetricProducer {
+  readonly #stats: RpcStats;
+  readonly #resource: Resource;
+  readonly #temporality: AggregationTemporality;
+  #since: HrTime = hrTime();
+  /** Delta only: what the previous collection reported, per histogram. */
+  readonly #reported = new Map<Histogram, { count: number; sum: number; counts: number[] }>();
+
+  constructor(stats: RpcStats, resource: Resource, temporality: AggregationTemporality) {
+    this.#stats = stats;
+    this.#resource = resource;
+    this.#temporality = temporality;
+  }
+
+  async collect(): Promise<CollectionResult> {
+    const now = hrTime();
+    const delta = this.#temporality === AggregationTemporality.DELTA;
+    const metrics: MetricData[] = HISTOGRAMS.map(({ name, description, of }) => {
+      const dataPoints: DataPoint<HistogramValue>[] = [];
+      for (const series of this.#stats.rpcSeries()) {
+        const h = of(series);
+        if (h.count === 0) continue;
+        const value = delta ? this.#delta(h) : cumulative(h);
+        if (value !== undefined) dataPoints.push({ attributes: series.attributes, startTime: this.#since, endTime: now, value });
+      }
+      return {
+        descriptor: { name, description, unit: 's', valueType: ValueType.DOUBLE },
+        aggregationTemporality: this.#temporality,
+        dataPointType: DataPointType.HISTOGRAM,
+        dataPoints,
+      };
+    });
+    if (delta) this.#since = now;
+    return { resourceMetrics: { resource: this.#resource, scopeMetrics: [{ scope: SCOPE, metrics }] }, errors: [] };
+  }
+
+  #delta(h: Histogram): HistogramValue | undefined {
+    const last = this.#reported.get(h);
+    if (last !== undefined && last.count === h.count) return undefined;
+    const counts = h.counts.map((n, i) => n - (last?.counts[i] ?? 0));
+    this.#reported.set(h, { count: h.count, sum: h.sum, counts: [...h.counts] });
+    // min and max are of the whole life, so not reported for an interval.
+    return { buckets: { boundaries: [...DURATION_BOUNDARIES], counts }, count: h.count - (last?.count ?? 0), sum: h.sum - (last?.sum ?? 0) };
+  }
+}
+
+function cumulative(h: Histogram): HistogramValue {
+  return { buckets: { boundaries: [...DURATION_BOUNDARIES], counts: [...h.counts] }, count: h.count, sum: h.sum, min: h.min, max: h.max };
+}
+
+/**
+ * The OpenTelemetry -> Prometheus naming rules the JS serializer leaves out: the unit as a
+ * suffix (`_seconds`, `_bytes`; `{annotations}` dropped), and no `# UNIT` line, which the
+ * 0.0.4 text format does not have. `_total` for counters is added by the serializer.
+ */
+function withPrometheusUnits(rm: ResourceMetrics): ResourceMetrics {
+  return {
+    resource: rm.resource,
+    scopeMetrics: rm.scopeMetrics.map((sm) => ({
+      scope: sm.scope,
+      metrics: sm.metrics.map((m): MetricData => ({ ...m, descriptor: { ...m.descriptor, name: prometheusName(m.descriptor.name, m.descriptor.unit), unit: '' } })),
+    })),
+  };
+}
+
+const UNIT_SUFFIX: Readonly<Record<string, string>> = { s: 'seconds', ms: 'milliseconds', By: 'bytes', KiBy: 'kibibytes', MiBy: 'mebibytes' };
+
+export function prometheusName(name: string, unit: string): string {
+  const suffix = UNIT_SUFFIX[unit];
+  return suffix === undefined || name.endsWith(`.${suffix}`) || name.endsWith(`_${suffix}`) ? name : `${name}.${suffix}`;
 }

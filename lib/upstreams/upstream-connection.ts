@@ -32,7 +32,15 @@ export class UpstreamConnection {
 
   /** Opens a stream to the endpoint; errors surface on the stream, never as a throw. */
   request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
-    return this.#live().request(headers, { endStream: false });
+    const session = this.#live();
+    try {
+      return session.request(headers, { endStream: false });
+    } catch {
+      // The connection turned unusable between our check and the request (a GOAWAY being
+      // processed): dial a new one. A fresh session accepts requests while connecting.
+      this.#forget(session);
+      return this.#live().request(headers, { endStream: false });
+    }
   }
 
   /** Graceful: streams already open run to their end, then the connection closes. */

@@ -45,6 +45,9 @@ t.test('defaults', async (t) => {
     admin: { host: '0.0.0.0', port: 9090, text: '0.0.0.0:9090' },
     workers: 1,
     logLevel: 'info',
+    accessLog: 'off',
+    accessLogSample: 1,
+    debugSessions: false,
   } satisfies Config);
 });
 
