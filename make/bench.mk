@@ -30,13 +30,18 @@ BENCH_ENVOY_STAMP := $(CACHE)/stamps/envoy-$(ENVOY_VERSION)
 BENCH_GHZ_STAMP := $(CACHE)/stamps/ghz-$(GHZ_VERSION)
 BENCHKIT_INPUTS := $(BENCH_DIR)/backend/go.mod $(BENCH_DIR)/backend/go.sum $(wildcard $(BENCH_DIR)/backend/*.go)
 
-.PHONY: bench bench-tools _bench_force
+.PHONY: bench-overhead bench bench-tools _bench_force
 bench-tools: $(BENCH_APT_STAMP) $(BENCH_ENVOY_STAMP) $(BENCH_GHZ_STAMP) $(BENCHKIT)
 
 # BENCH_* given on the make command line or in the environment reach the harness (make
 # exports both). 10,000 idle connections need file descriptors: raise the limit first.
 bench: build $(CURDIR)/.cache bench-tools
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); node bench/run.ts
+	node bench/overhead.ts | tee bench/results/overhead.md
+
+# Auth and telemetry per RPC, in process, against the latest run's CPU per RPC.
+bench-overhead: build
+	node bench/overhead.ts
 
 $(BENCH_APT_STAMP): $(if $(and $(shell command -v h2load),$(shell command -v nginx),$(shell command -v haproxy)),,_bench_force)
 	$(BENCH_DIR)/tools/apt-install.sh $(BENCH_APT_SPEC)
