@@ -43,8 +43,14 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
       : undefined;
   if (verifier) closables.push(verifier);
   const registry = new Registry();
+  // Logged when the set of conflicts changes, not on every rebuild (Kubernetes rebuilds often).
+  let reported = '';
   registry.on('functions', () => {
-    for (const { functionId, origins } of registry.conflicts()) {
+    const conflicts = registry.conflicts();
+    const now = JSON.stringify(conflicts);
+    if (now === reported) return;
+    reported = now;
+    for (const { functionId, origins } of conflicts) {
       log.error('functionId claimed by more than one Function: all of them are refused', { functionId, origins });
     }
   });
@@ -60,7 +66,7 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
       leaseNamespace: process.env['POD_NAMESPACE'] ?? config.namespace ?? 'default',
       identity: defaultIdentity(),
     });
-    closables.push({ close: () => void kubernetes?.stop() });
+    // Stopped (and its Lease given up) at the end of a drain, awaited: see drain() below.
     await kubernetes.start();
   } else if (config.functions !== undefined) {
     const dir = config.functions;
@@ -94,6 +100,7 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     });
   } catch (err) {
     for (const closable of closables) closable.close();
+    await kubernetes?.stop();
     throw err;
   }
   telemetry.setRegistryStaleness(0);
@@ -152,6 +159,8 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
         log.info('draining', { connections: gateway.connectionCount, timeoutMs: config.drainTimeoutMs });
         await gateway.drain(config.drainTimeoutMs);
         for (const closable of closables) closable.close();
+        // Hands the status-writer Lease to another replica now, not when it would expire.
+        await kubernetes?.stop();
         sessions.close();
         await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
         await telemetry.shutdown();
@@ -161,6 +170,7 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
   } catch (err) {
     for (const closable of closables) closable.close();
     for (const server of servers) server.close();
+    await kubernetes?.stop();
     await telemetry.shutdown();
     throw err;
   }

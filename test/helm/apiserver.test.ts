@@ -188,11 +188,8 @@ async function allowed(sa: string, ns: string | undefined, leaseNs: string): Pro
 }
 
 const GATEWAY = [
-  'get functions.fngate.dev',
   'list functions.fngate.dev',
   'watch functions.fngate.dev',
-  'get functions.fngate.dev/status',
-  'update functions.fngate.dev/status',
   'patch functions.fngate.dev/status',
   'list endpointslices.discovery.k8s.io',
   'watch endpointslices.discovery.k8s.io',

@@ -144,8 +144,8 @@ const configYaml = (objs: K8sObject[]): Record<string, unknown> => {
 
 // The rules the gateway needs, no more (issue 3's RBAC tests run under the same ones).
 const GATEWAY_RULES: Rule[] = [
-  { apiGroups: ['fngate.dev'], resources: ['functions'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['fngate.dev'], resources: ['functions/status'], verbs: ['get', 'patch', 'update'] },
+  { apiGroups: ['fngate.dev'], resources: ['functions'], verbs: ['list', 'watch'] },
+  { apiGroups: ['fngate.dev'], resources: ['functions/status'], verbs: ['patch'] },
   { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] },
 ];
