@@ -284,7 +284,7 @@ export async function startKubeEnv(t: Teardown, opts: KubeEnvOpts = {}): Promise
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
   // Open watches (the gateway's) would hold a SIGTERMed kube-apiserver until the helper's
   // 30 s shutdown limit: end them after 2 s instead, as a cluster's API server does on restart.
-  const apiserverArgs = ['--shutdown-watch-termination-grace-period=2s'];
+  const apiserverArgs: string[] = [];
   const auditLog = join(work, 'audit.log');
   if (opts.audit === true) {
     // Every request made by a ServiceAccount, at Metadata level (verb, resource, user, code).

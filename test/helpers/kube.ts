@@ -146,7 +146,10 @@ export async function startKubeApiServer(opts: KubeApiServerOpts = {}): Promise<
       if (/[:,\s"]/.test(tk.name) || /[,\s"]/.test(tk.token)) throw new Error(`bad token ${JSON.stringify(tk)}`);
       args.push('--token', `${tk.name}:${tk.token}${tk.groups?.length ? `:${tk.groups.join(',')}` : ''}`);
     }
-    if (opts.apiserverArgs?.length) args.push('--', ...opts.apiserverArgs);
+    // Open watches (a gateway's informers) would otherwise hold a stop for 30 s.
+    const extra = opts.apiserverArgs ?? [];
+    const grace = extra.some((a) => a.startsWith('--shutdown-watch-termination-grace-period')) ? [] : ['--shutdown-watch-termination-grace-period=2s'];
+    args.push('--', ...grace, ...extra);
     return args;
   };
 
