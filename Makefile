@@ -50,3 +50,4 @@ include make/conformance.mk
 include make/bench.mk
 include make/helm.mk
 include make/telemetry.mk
+include make/fuzz.mk

@@ -15,6 +15,11 @@ Commands:
   keys     create API keys (see: fngate keys --help)
 `;
 
+// A log line that cannot be written (full disk, closed pipe) is lost, never fatal: without a
+// listener a failed write to stdout/stderr would be an unhandled 'error' and end the process.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {

@@ -78,6 +78,8 @@ export async function startProxy(name: ProxyName, ctx: ProxyContext): Promise<Ru
         '--idle-timeout', `${ctx.idleTimeoutS}s`,
         '--drain-timeout', '2s',
         '--workers', '1',
+        // The idle-memory figure opens 10,000 connections from one address.
+        '--max-connections-per-ip', '0',
       ], { cwd: dir });
       await waitForOutput(proc, (out) => out.includes('"fngate listening"'), 20_000, 'fngate');
       break;

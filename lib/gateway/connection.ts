@@ -7,6 +7,11 @@ import type { CloseReason } from '../telemetry/events.ts';
 
 /** GOAWAY with the largest stream id: "shutting down soon", new streams still accepted (RFC 9113 6.8). */
 const SHUTDOWN_NOTICE_LAST_STREAM = 2 ** 31 - 1;
+/**
+ * After the idle GOAWAY a client hangs up at once; one that keeps the socket (say, in the middle
+ * of a frame it sends a byte at a time, which keeps a graceful close waiting) is cut after this.
+ */
+const IDLE_CLOSE_GRACE_MS = 2000;
 
 const kConnection = Symbol('fngate.connection');
 interface CarriesConnection {
@@ -89,6 +94,15 @@ export class ClientConnection {
     this.#closing = 'idle';
     this.#events.onGatewayClose('idle');
     this.session.close();
+    setTimeout(onIdleCloseGrace, IDLE_CLOSE_GRACE_MS, this).unref();
+  }
+
+  /** The idle GOAWAY went out a while ago and the socket is still there: cut it unless a stream runs. */
+  idleCloseGraceOver(): void {
+    if (this.session.destroyed) return;
+    if (this.#open === 0) this.session.destroy();
+    // A stream that crossed the GOAWAY is served to its end; look again later.
+    else setTimeout(onIdleCloseGrace, IDLE_CLOSE_GRACE_MS, this).unref();
   }
 
   /** The drain deadline passed: cut whatever is still open. */
@@ -109,6 +123,10 @@ function onStreamClosed(this: ServerHttp2Stream): void {
 function onIdle(connection: ClientConnection): void {
   // A stream opened since the timer was armed: it re-arms when the last stream closes.
   if (connection.isIdle()) connection.idleClose();
+}
+
+function onIdleCloseGrace(connection: ClientConnection): void {
+  connection.idleCloseGraceOver();
 }
 
 function closeSession(session: ServerHttp2Session): void {

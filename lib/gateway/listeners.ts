@@ -11,6 +11,8 @@ import { watchDirectory, type Closable } from '../sources/file/watch.ts';
 import type { Logger } from '../telemetry/log.ts';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** An empty SETTINGS frame: the server connection preface. */
+const SETTINGS_EMPTY = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
 /** A client that has not finished the preface by then is not going to. */
 const PREFACE_TIMEOUT_MS = 10_000;
 
@@ -30,6 +32,14 @@ export interface ClientHttp2Tuning {
   readonly maxSessionMemoryMb: number;
   /** Connection-level receive window, set on each new session. */
   readonly connectionWindow: number;
+  /** Header fields per request; more is refused with RST_STREAM(ENHANCE_YOUR_CALM). */
+  readonly maxHeaderListPairs: number;
+  /**
+   * TCP connections one client IP address may hold open, counted over every listener created
+   * with this tuning object; 0 = unlimited. Beyond it a new connection is closed at once (h2c:
+   * after SETTINGS and GOAWAY(ENHANCE_YOUR_CALM) saying why).
+   */
+  readonly maxConnectionsPerIp: number;
 }
 
 export const defaultClientTuning: ClientHttp2Tuning = {
@@ -41,18 +51,93 @@ export const defaultClientTuning: ClientHttp2Tuning = {
   },
   maxSessionMemoryMb: 64,
   connectionWindow: 8 << 20,
+  maxHeaderListPairs: 128,
+  maxConnectionsPerIp: 1000,
 };
 
 export function createH2cServer(tuning: ClientHttp2Tuning): Http2Server {
-  const server = http2.createServer({ settings: tuning.settings, maxSessionMemory: tuning.maxSessionMemoryMb });
+  const server = http2.createServer({
+    settings: tuning.settings,
+    maxSessionMemory: tuning.maxSessionMemoryMb,
+    maxHeaderListPairs: tuning.maxHeaderListPairs,
+  });
   server.on('session', (session) => setConnectionWindow(session, tuning.connectionWindow));
+  const limit = limiterFor(tuning);
+  if (limit) h2cLimits.set(server, limit);
   return server;
 }
 
 /** Accepts TCP, checks for the HTTP/2 preface, and hands HTTP/2 connections to `server`. */
 export function listenH2c(server: Http2Server, address: ListenAddress): Promise<net.Server> {
-  const tcp = net.createServer({ noDelay: true }, (socket) => sniffPreface(socket, server));
+  const limit = h2cLimits.get(server);
+  const tcp = net.createServer({ noDelay: true }, (socket) => {
+    if (limit && !limit.admit(socket)) refuseH2c(socket, limit.refusal);
+    else sniffPreface(socket, server);
+  });
   return listen(tcp, address);
+}
+
+/** Open connections per client address, for --max-connections-per-ip. */
+class ConnectionsPerIp {
+  readonly max: number;
+  /** What an h2c connection over the limit is sent: SETTINGS, then GOAWAY(ENHANCE_YOUR_CALM, reason). */
+  readonly refusal: Buffer;
+  readonly #open = new Map<string, number>();
+
+  constructor(max: number) {
+    this.max = max;
+    const reason = Buffer.from(`fngate: too many connections from this address (limit ${max})`, 'latin1');
+    const goaway = Buffer.alloc(9 + 8 + reason.length); // last stream 0
+    goaway.writeUIntBE(8 + reason.length, 0, 3);
+    goaway[3] = 0x7; // GOAWAY
+    goaway.writeUInt32BE(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 13);
+    reason.copy(goaway, 17);
+    this.refusal = Buffer.concat([SETTINGS_EMPTY, goaway]);
+  }
+
+  /** Counts the socket (until it closes) if its address is under the limit; false if not. */
+  admit(socket: net.Socket): boolean {
+    const ip = socket.remoteAddress ?? '';
+    const n = this.#open.get(ip) ?? 0;
+    if (n >= this.max) return false;
+    this.#open.set(ip, n + 1);
+    socket.once('close', () => {
+      const left = (this.#open.get(ip) ?? 1) - 1;
+      if (left === 0) this.#open.delete(ip);
+      else this.#open.set(ip, left);
+    });
+    return true;
+  }
+}
+
+/** One count per tuning object, so the h2c and TLS listeners of one gateway share it. */
+const limiters = new WeakMap<ClientHttp2Tuning, ConnectionsPerIp>();
+const h2cLimits = new WeakMap<Http2Server, ConnectionsPerIp>();
+
+function limiterFor(tuning: ClientHttp2Tuning): ConnectionsPerIp | undefined {
+  if (tuning.maxConnectionsPerIp <= 0) return undefined;
+  let limit = limiters.get(tuning);
+  if (!limit) {
+    limit = new ConnectionsPerIp(tuning.maxConnectionsPerIp);
+    limiters.set(tuning, limit);
+  }
+  return limit;
+}
+
+/** How long a refused connection may linger for the client to read the GOAWAY and hang up. */
+const REFUSED_LINGER_MS = 1000;
+
+/**
+ * Over the per-address limit: the server preface and GOAWAY(ENHANCE_YOUR_CALM, last stream 0)
+ * with the reason as debug data, so a gRPC client reports why. Whatever the client sends is
+ * read and dropped (closing with unread input would reset the connection and could lose the
+ * GOAWAY); the socket is gone once the client hangs up, or a second later whatever it sends.
+ */
+function refuseH2c(socket: net.Socket, refusal: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  setTimeout(destroySocket, REFUSED_LINGER_MS, socket).unref();
+  socket.resume();
+  socket.end(refusal);
 }
 
 /** An HTTP/1.x request line: those clients get a readable HTTP/1.1 answer. */
@@ -65,10 +150,13 @@ const GOAWAY_PROTOCOL_ERROR = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0
 function sniffPreface(socket: net.Socket, server: Http2Server): void {
   let seen: Buffer = Buffer.alloc(0);
   socket.on('error', () => socket.destroy());
-  socket.setTimeout(PREFACE_TIMEOUT_MS, () => socket.destroy());
+  // Absolute, not an idle timeout: a byte now and then must not keep open a connection that
+  // never becomes HTTP/2, nor one that was answered and does not hang up.
+  const deadline = setTimeout(destroySocket, PREFACE_TIMEOUT_MS, socket).unref();
+  const clearDeadline = (): void => clearTimeout(deadline);
+  socket.once('close', clearDeadline);
   const refuse = (answer: string | Buffer): void => {
     socket.removeListener('data', onData);
-    socket.setTimeout(0);
     socket.end(answer);
   };
   const onData = (chunk: Buffer): void => {
@@ -76,9 +164,10 @@ function sniffPreface(socket: net.Socket, server: Http2Server): void {
     const n = Math.min(seen.length, PREFACE.length);
     if (seen.compare(PREFACE, 0, n, 0, n) === 0) {
       if (n < PREFACE.length) return; // a prefix of the preface: wait for the rest
+      clearDeadline();
+      socket.removeListener('close', clearDeadline);
       socket.removeListener('data', onData);
       socket.removeAllListeners('error');
-      socket.setTimeout(0);
       socket.pause();
       socket.unshift(seen);
       server.emit('connection', socket);
@@ -94,6 +183,10 @@ function sniffPreface(socket: net.Socket, server: Http2Server): void {
     }
   };
   socket.on('data', onData);
+}
+
+function destroySocket(socket: net.Socket): void {
+  socket.destroy();
 }
 
 function isPrintable(bytes: Buffer): boolean {
@@ -132,11 +225,21 @@ export async function createTlsServer(files: TlsFiles, tuning: ClientHttp2Tuning
       allowHTTP1: false,
       settings: tuning.settings,
       maxSessionMemory: tuning.maxSessionMemoryMb,
+      maxHeaderListPairs: tuning.maxHeaderListPairs,
+      // A client that has not finished its TLS handshake by then is not going to (Node's default is 120 s).
+      handshakeTimeout: PREFACE_TIMEOUT_MS,
     });
   } catch (err) {
     throw new Error(`--tls-cert ${files.cert} / --tls-key ${files.key}: ${(err as Error).message}`);
   }
   server.on('session', (session) => setConnectionWindow(session, tuning.connectionWindow));
+  // Over the per-address limit: closed before the handshake (no TLS to say why in).
+  const limit = limiterFor(tuning);
+  if (limit) {
+    server.on('connection', (socket: net.Socket) => {
+      if (!limit.admit(socket)) socket.destroy();
+    });
+  }
   // A TLS client that did not negotiate h2 (e.g. HTTP/1.1 over TLS) gets a readable answer.
   server.on('unknownProtocol', (socket: TLSSocket) => {
     socket.on('error', () => socket.destroy());

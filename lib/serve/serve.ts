@@ -120,13 +120,15 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
 
   const servers: Server[] = [];
   try {
-    const h2c = createH2cServer(defaultClientTuning);
+    // One tuning object for both listeners: the per-address connection count is shared.
+    const clientTuning = { ...defaultClientTuning, maxConnectionsPerIp: config.maxConnectionsPerIp };
+    const h2c = createH2cServer(clientTuning);
     gateway.attach(h2c);
     servers.push(await listenH2c(h2c, config.listen));
 
     let tls: Http2SecureServer | undefined;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
-      const secure = await createTlsServer({ cert: config.tlsCert, key: config.tlsKey }, defaultClientTuning, log);
+      const secure = await createTlsServer({ cert: config.tlsCert, key: config.tlsKey }, clientTuning, log);
       closables.push(secure.reloader);
       gateway.attach(secure.server);
       tls = secure.server;
