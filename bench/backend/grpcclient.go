@@ -56,19 +56,31 @@ func (c *clientFlags) context() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
+// connect parses args into fs (which holds c's flags), dials the target and makes the call
+// context; done cancels the context, then closes the connection.
+func (c *clientFlags) connect(fs *flag.FlagSet, args []string) (conn *grpc.ClientConn, ctx context.Context, done func(), err error) {
+	fs.Parse(args)
+	conn, err = c.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := c.context()
+	return conn, ctx, func() {
+		cancel()
+		conn.Close()
+	}, nil
+}
+
 // runCheck: one unary RPC, a short client stream and a short server stream, each verified.
 // Prints the unary call's response metadata, so the harness can see the proxy was in the path.
 func runCheck(args []string) error {
 	fs := flag.NewFlagSet("check", flag.ExitOnError)
 	c := addClientFlags(fs)
-	fs.Parse(args)
-	conn, err := c.dial()
+	conn, ctx, done, err := c.connect(fs, args)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := c.context()
-	defer cancel()
+	defer done()
 
 	var header metadata.MD
 	out := rawMsg{keep: true}
@@ -98,14 +110,11 @@ func runStream(args []string) error {
 	mode := fs.String("mode", "upload", "upload (client stream) or download (server stream)")
 	total := fs.Int64("bytes", 1<<30, "bytes to move")
 	chunk := fs.Int("chunk", 64<<10, "bytes of data per message")
-	fs.Parse(args)
-	conn, err := c.dial()
+	conn, ctx, done, err := c.connect(fs, args)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := c.context()
-	defer cancel()
+	defer done()
 	if err := conn.Invoke(ctx, unaryMethod, &rawMsg{b: payload(32)}, &rawMsg{}); err != nil {
 		return fmt.Errorf("warm-up unary: %w", err)
 	}

@@ -11,7 +11,7 @@ import type { Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import http2 from 'node:http2';
-import net from 'node:net';
+import { deadPort } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import type { CallResult } from '../helpers/echo-client.ts';
 import { FNGATE_ENTRY, metric, REPO_ROOT } from '../helpers/gateway.ts';
@@ -33,15 +33,6 @@ async function load(clients: ReturnType<typeof echoClient>[], n: number, concurr
   return statuses;
 }
 
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 interface Spawned {
   readonly child: ChildProcess;
   readonly h2c: string;
@@ -54,7 +45,7 @@ interface Spawned {
  * it); ready once /healthz answers. Stopped in teardown.
  */
 async function spawnGateway(t: Test, args: string[], stderr: 'pipe' | number): Promise<Spawned> {
-  const [h2cPort, adminPort] = [await freePort(), await freePort()];
+  const [h2cPort, adminPort] = [await deadPort(), await deadPort()];
   const h2c = `127.0.0.1:${h2cPort}`;
   const admin = `127.0.0.1:${adminPort}`;
   const env: Record<string, string> = {};

@@ -20,7 +20,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { join } from 'node:path';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { REPO_ROOT, startGateway } from '../helpers/gateway.ts';
+import { REPO_ROOT, startTlsGateway } from '../helpers/gateway.ts';
 
 const H2SPEC = process.env['H2SPEC'] ?? join(REPO_ROOT, '.cache', 'bin', 'h2spec');
 if (!existsSync(H2SPEC)) throw new Error(`${H2SPEC} is missing: run \`make conformance-tools\` (make test does)`);
@@ -168,15 +168,7 @@ async function startBaseline(style: Style, useTls: boolean): Promise<{ address: 
 const FN = 'h2spec';
 writeFunctionsDir(join(dir, 'fns'), [{ name: 'h2spec', functionId: FN, activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: ['127.0.0.1:9'] }] }]);
 writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'h2spec', key: randomKey(), functions: [FN] }]);
-const gw = await startGateway([
-  '--functions', join(dir, 'fns'),
-  '--api-keys', join(dir, 'keys.yaml'),
-  '--tls-listen', '127.0.0.1:0',
-  '--tls-cert', cert.cert,
-  '--tls-key', cert.key,
-]);
-t.teardown(() => gw.stop());
-if (gw.tls === null) throw new Error(`no TLS listener in the readiness line:\n${gw.logs()}`);
+const gw = await startTlsGateway(t, dir, cert);
 
 const LISTENERS = [
   { name: 'h2c', useTls: false, fngate: gw.h2c },

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { REPO_ROOT, startGateway } from '../helpers/gateway.ts';
+import { REPO_ROOT, startTlsGateway } from '../helpers/gateway.ts';
 
 const INTEROP_DIR = process.env['GRPC_INTEROP_DIR'] ?? join(REPO_ROOT, '.cache', 'grpc-interop');
 const CLIENT = join(INTEROP_DIR, 'client');
@@ -115,15 +115,7 @@ writeFunctionsDir(join(dir, 'fns'), [
 const key = randomKey();
 writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'interop', key, functions: [FN] }]);
 const cert = makeTlsCert(join(dir, 'tls'));
-const gw = await startGateway([
-  '--functions', join(dir, 'fns'),
-  '--api-keys', join(dir, 'keys.yaml'),
-  '--tls-listen', '127.0.0.1:0',
-  '--tls-cert', cert.cert,
-  '--tls-key', cert.key,
-]);
-t.teardown(() => gw.stop());
-if (gw.tls === null) throw new Error(`no TLS listener in the readiness line:\n${gw.logs()}`);
+const gw = await startTlsGateway(t, dir, cert);
 
 const portOf = (address: string): string => address.slice(address.lastIndexOf(':') + 1);
 

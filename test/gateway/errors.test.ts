@@ -3,10 +3,10 @@
 // says what was wrong, the trailers-only wire shape (raw HTTP/2), and that an error leaves the
 // client's connection usable while other clients are not disturbed.
 import t from 'tap';
-import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { startDropBackend, startEchoBackend, startGarbageBackend, startSilentBackend } from '../helpers/backend.ts';
+import { Status } from '../../lib/grpc/status.ts';
+import { deadPort, startDropBackend, startEchoBackend, startGarbageBackend, startSilentBackend } from '../helpers/backend.ts';
 import { echoClient, holdStream } from '../helpers/echo-client.ts';
 import type { CallResult, MetadataRecord } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, encodeEchoRequest } from '../helpers/echo-proto.ts';
@@ -21,29 +21,9 @@ import type { PyCall } from '../helpers/python.ts';
 
 type TestT = Parameters<Parameters<typeof t.test>[0]>[0];
 
-const Code = {
-  OK: 0,
-  CANCELLED: 1,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
-const CODE_NAME: Record<number, string> = Object.fromEntries(Object.entries(Code).map(([k, v]) => [v, k]));
+const CODE_NAME: Record<number, string> = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k]));
 
 // --- local helpers ----------------------------------------------------------------------
-
-/** A port that was free a moment ago and has no listener now. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const onePyCall = (calls: PyCall[]): PyCall => {
   const call = calls[0];
@@ -101,7 +81,7 @@ t.teardown(() => probe.close());
 
 // The probe's session of fn-echo: live throughout.
 const probeFirst = await probe.unary(GOOD);
-if (probeFirst.status !== Code.OK) throw new Error(`probe cannot call fn-echo: ${probeFirst.status} ${probeFirst.details}\n${gw.logs()}`);
+if (probeFirst.status !== Status.OK) throw new Error(`probe cannot call fn-echo: ${probeFirst.status} ${probeFirst.details}\n${gw.logs()}`);
 const PROBE_SESSION = String(probeFirst.initial['nvcf-reqid']);
 
 // Another client on its own connection holds a stream open through all of it.
@@ -126,60 +106,60 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const endpointFailed = (port: number, cause = '\\S'): RegExp => new RegExp(`^connection to function endpoint 127\\.0\\.0\\.1:${port} failed: ${cause}`);
 
 const rows: Row[] = [
-  { name: 'no authorization', md: { 'function-id': 'fn-echo' }, code: Code.UNAUTHENTICATED, message: /^missing authorization metadata/ },
-  { name: 'authorization not Bearer', md: { authorization: 'Basic x', 'function-id': 'fn-echo' }, code: Code.UNAUTHENTICATED, message: /must be "Bearer <token>"/ },
-  { name: 'unknown API key', md: { authorization: `Bearer ${randomKey()}`, 'function-id': 'fn-echo' }, code: Code.UNAUTHENTICATED, message: /invalid or revoked API key/ },
+  { name: 'no authorization', md: { 'function-id': 'fn-echo' }, code: Status.UNAUTHENTICATED, message: /^missing authorization metadata/ },
+  { name: 'authorization not Bearer', md: { authorization: 'Basic x', 'function-id': 'fn-echo' }, code: Status.UNAUTHENTICATED, message: /must be "Bearer <token>"/ },
+  { name: 'unknown API key', md: { authorization: `Bearer ${randomKey()}`, 'function-id': 'fn-echo' }, code: Status.UNAUTHENTICATED, message: /invalid or revoked API key/ },
   {
     name: 'valid key restricted to another function',
     md: { authorization: `Bearer ${KEY_OTHER_ONLY}`, 'function-id': 'fn-echo' },
-    code: Code.PERMISSION_DENIED,
+    code: Status.PERMISSION_DENIED,
     message: /may not invoke function fn-echo$/,
   },
   {
     name: 'restricted key, function that does not exist (no probing of ids)',
     md: { authorization: `Bearer ${KEY_OTHER_ONLY}`, 'function-id': 'fn-nope' },
-    code: Code.PERMISSION_DENIED,
+    code: Status.PERMISSION_DENIED,
     message: /may not invoke function fn-nope$/,
   },
-  { name: 'no function-id', md: { ...AUTH }, code: Code.INVALID_ARGUMENT, message: /missing function-id/ },
-  { name: 'function-id with bad characters', md: { ...AUTH, 'function-id': 'fn/echo:1!' }, code: Code.INVALID_ARGUMENT, message: /^function-id must be 1-128 characters of A-Za-z0-9\._-/ },
-  { name: 'function-id of 129 characters', md: { ...AUTH, 'function-id': 'a'.repeat(129) }, code: Code.INVALID_ARGUMENT, message: /^function-id must be 1-128 characters/ },
-  { name: 'unknown function-id', md: { ...AUTH, 'function-id': 'fn-nope' }, code: Code.NOT_FOUND, message: /^function fn-nope not found$/ },
+  { name: 'no function-id', md: { ...AUTH }, code: Status.INVALID_ARGUMENT, message: /missing function-id/ },
+  { name: 'function-id with bad characters', md: { ...AUTH, 'function-id': 'fn/echo:1!' }, code: Status.INVALID_ARGUMENT, message: /^function-id must be 1-128 characters of A-Za-z0-9\._-/ },
+  { name: 'function-id of 129 characters', md: { ...AUTH, 'function-id': 'a'.repeat(129) }, code: Status.INVALID_ARGUMENT, message: /^function-id must be 1-128 characters/ },
+  { name: 'unknown function-id', md: { ...AUTH, 'function-id': 'fn-nope' }, code: Status.NOT_FOUND, message: /^function fn-nope not found$/ },
   {
     name: 'unknown function-version-id',
     md: { ...AUTH, 'function-id': 'fn-echo', 'function-version-id': 'v9' },
-    code: Code.NOT_FOUND,
+    code: Status.NOT_FOUND,
     message: /fn-echo has no version v9$/,
   },
   // Another function than the probe's good calls, so its pinned fn-echo session is not involved.
   {
     name: 'nvcf-reqid naming no session',
     md: { ...AUTH, 'function-id': 'fn-other', 'nvcf-reqid': randomUUID() },
-    code: Code.NOT_FOUND,
+    code: Status.NOT_FOUND,
     message: 'no existing session found',
   },
   {
     name: 'nvcf-reqid of a live session of another function',
     md: { ...AUTH, 'function-id': 'fn-other', 'nvcf-reqid': PROBE_SESSION },
-    code: Code.NOT_FOUND,
+    code: Status.NOT_FOUND,
     message: 'no existing session found',
   },
   {
     name: 'cookie nvcf-request-id naming no session',
     md: { ...AUTH, 'function-id': 'fn-other', cookie: `theme=dark; nvcf-request-id=${randomUUID()}` },
-    code: Code.NOT_FOUND,
+    code: Status.NOT_FOUND,
     message: 'no existing session found',
   },
-  { name: 'endpoint refuses the connection', md: { ...AUTH, 'function-id': 'fn-refused' }, code: Code.UNAVAILABLE, session: true, message: endpointFailed(refusedPort, 'ECONNREFUSED') },
-  { name: 'endpoint answers garbage', md: { ...AUTH, 'function-id': 'fn-garbage' }, code: Code.UNAVAILABLE, session: true, message: endpointFailed(garbage.port) },
-  { name: 'endpoint accepts and closes the connection (FIN)', md: { ...AUTH, 'function-id': 'fn-drop-close' }, code: Code.UNAVAILABLE, session: true, message: endpointFailed(dropClose.port) },
-  { name: 'endpoint accepts and resets the connection (RST)', md: { ...AUTH, 'function-id': 'fn-drop-reset' }, code: Code.UNAVAILABLE, session: true, message: endpointFailed(dropReset.port) },
+  { name: 'endpoint refuses the connection', md: { ...AUTH, 'function-id': 'fn-refused' }, code: Status.UNAVAILABLE, session: true, message: endpointFailed(refusedPort, 'ECONNREFUSED') },
+  { name: 'endpoint answers garbage', md: { ...AUTH, 'function-id': 'fn-garbage' }, code: Status.UNAVAILABLE, session: true, message: endpointFailed(garbage.port) },
+  { name: 'endpoint accepts and closes the connection (FIN)', md: { ...AUTH, 'function-id': 'fn-drop-close' }, code: Status.UNAVAILABLE, session: true, message: endpointFailed(dropClose.port) },
+  { name: 'endpoint accepts and resets the connection (RST)', md: { ...AUTH, 'function-id': 'fn-drop-reset' }, code: Status.UNAVAILABLE, session: true, message: endpointFailed(dropReset.port) },
 ];
 
 /** A good call on the probe: OK from the echo backend. */
 async function goodCall(t: TestT, what: string): Promise<CallResult> {
   const r = await probe.unary(GOOD, {}, { deadlineMs: 5000 });
-  t.equal(r.status, Code.OK, `${what}: good call OK (${r.details})`);
+  t.equal(r.status, Status.OK, `${what}: good call OK (${r.details})`);
   t.equal(r.reply?.backend, 'echo', `${what}: reached the function`);
   return r;
 }
@@ -217,17 +197,17 @@ t.test('maxSessionsPerEndpoint 1: a second connection gets RESOURCE_EXHAUSTED wh
   const first = echoClient(gw.h2c);
   t.teardown(() => first.close());
   const a = await first.unary(md);
-  t.equal(a.status, Code.OK, `first connection served (${a.details})`);
+  t.equal(a.status, Status.OK, `first connection served (${a.details})`);
   t.equal(a.reply?.backend, 'single');
   const again = await first.unary(md);
-  t.equal(again.status, Code.OK, 'the holder keeps calling on its session');
+  t.equal(again.status, Status.OK, 'the holder keeps calling on its session');
   t.equal(again.initial['nvcf-reqid'], a.initial['nvcf-reqid']);
 
   const message = /fn-single.*already holds 1 session/;
   const second = echoClient(gw.h2c);
   t.teardown(() => second.close());
   const b = await second.unary(md);
-  t.equal(b.status, Code.RESOURCE_EXHAUSTED, `grpc-js second connection (got ${b.status} "${b.details}")`);
+  t.equal(b.status, Status.RESOURCE_EXHAUSTED, `grpc-js second connection (got ${b.status} "${b.details}")`);
   t.match(b.details, message);
   const py = onePyCall((await runPythonClient(['--target', gw.h2c, '--timeout', '5', ...pyHeaderArgs(md), 'unary'])).calls);
   t.equal(py.code, 'RESOURCE_EXHAUSTED', `python (got ${py.code} "${py.details}")`);
@@ -235,7 +215,7 @@ t.test('maxSessionsPerEndpoint 1: a second connection gets RESOURCE_EXHAUSTED wh
 
   // The rejected connection is still fine for other functions.
   const other = await second.unary(GOOD);
-  t.equal(other.status, Code.OK, 'the rejected connection still serves another function');
+  t.equal(other.status, Status.OK, 'the rejected connection still serves another function');
   t.equal(single.calls, 2, 'only the holder reached the endpoint');
 
   // The first connection goes away: its session ends and the endpoint is free again.
@@ -244,10 +224,10 @@ t.test('maxSessionsPerEndpoint 1: a second connection gets RESOURCE_EXHAUSTED wh
   let c: CallResult = b;
   while (Date.now() < until) {
     c = await second.unary(md);
-    if (c.status === Code.OK) break;
+    if (c.status === Status.OK) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  t.equal(c.status, Code.OK, `after the first connection closed, the second is served (last: ${c.status} "${c.details}")`);
+  t.equal(c.status, Status.OK, `after the first connection closed, the second is served (last: ${c.status} "${c.details}")`);
   t.not(c.initial['nvcf-reqid'], a.initial['nvcf-reqid'], 'a new session');
 });
 
@@ -261,7 +241,7 @@ t.test('grpc-timeout running out inside the gateway: DEADLINE_EXCEEDED, promptly
 
   const cancelledBefore = slow.cancelled;
   const r = await c.unary(md);
-  t.equal(r.status, Code.DEADLINE_EXCEEDED, `grpc-js (got ${r.status} "${r.details}")`);
+  t.equal(r.status, Status.DEADLINE_EXCEEDED, `grpc-js (got ${r.status} "${r.details}")`);
   t.match(r.details, message, 'the gateway says it was the grpc-timeout');
   t.ok(r.elapsedMs >= 250 && r.elapsedMs < 1500, `ended after ${Math.round(r.elapsedMs)} ms, well before the 5 s sleep`);
   await slow.waitFor(() => slow.cancelled === cancelledBefore + 1 && slow.active === 0, 2000);
@@ -269,7 +249,7 @@ t.test('grpc-timeout running out inside the gateway: DEADLINE_EXCEEDED, promptly
   const seen = slow.callLog[slow.callLog.length - 1]?.deadlineMs ?? null;
   t.ok(seen !== null && seen > 0 && seen <= 300, `grpc-timeout passed on to the function (${seen} ms left at start)`);
   const next = await c.unary(GOOD);
-  t.equal(next.status, Code.OK, 'the connection serves the next call');
+  t.equal(next.status, Status.OK, 'the connection serves the next call');
 
   // grpcio turns a grpc-timeout given as metadata into its own deadline as well (and will not
   // send one shorter than --timeout), so here the gateway and the client race to report it; the
@@ -282,7 +262,7 @@ t.test('grpc-timeout running out inside the gateway: DEADLINE_EXCEEDED, promptly
 
   // With an ordinary client deadline too: the call ends on time and the backend is cancelled.
   const d = await c.unary({ ...AUTH, 'function-id': 'fn-slow', 'x-echo-sleep-ms': '5000' }, {}, { deadlineMs: 300 });
-  t.equal(d.status, Code.DEADLINE_EXCEEDED);
+  t.equal(d.status, Status.DEADLINE_EXCEEDED);
   await slow.waitFor(() => slow.cancelled === cancelledBefore + 3 && slow.active === 0, 2000);
 });
 
@@ -294,7 +274,7 @@ t.test('gateway errors are trailers-only gRPC responses', async (t) => {
     {
       name: 'grpc-timeout with a silent endpoint (no response headers yet)',
       md: { ...AUTH, 'function-id': 'fn-silent', 'grpc-timeout': '200m' },
-      code: Code.DEADLINE_EXCEEDED,
+      code: Status.DEADLINE_EXCEEDED,
       message: /grpc-timeout/,
       session: true,
     },
@@ -329,9 +309,9 @@ t.test('the bystander connection was not disturbed', async (t) => {
   t.equal(bystanderStream.replies, 1);
   t.equal(echo.active, 1, 'its held stream is still open at the function');
   const r = await bystander.unary(GOOD);
-  t.equal(r.status, Code.OK, 'and its connection serves new calls');
+  t.equal(r.status, Status.OK, 'and its connection serves new calls');
   const held = await bystanderStream.cancel();
-  t.equal(held.status, Code.CANCELLED, 'it ends when its client cancels, not before');
+  t.equal(held.status, Status.CANCELLED, 'it ends when its client cancels, not before');
   t.equal(held.replyCount, 1);
   await echo.waitFor(() => echo.active === 0);
 });
@@ -352,7 +332,7 @@ t.test('draining gateway: a new connection\'s call gets UNAVAILABLE after a GOAW
   const fresh = echoClient(dgw.h2c);
   t.teardown(() => fresh.close());
   const r = await fresh.unary(GOOD, {}, { deadlineMs: 5000 });
-  t.equal(r.status, Code.UNAVAILABLE, `grpc-js new connection (got ${r.status} "${r.details}")`);
+  t.equal(r.status, Status.UNAVAILABLE, `grpc-js new connection (got ${r.status} "${r.details}")`);
   // grpc-js has seen the GOAWAY when it would start the call and reports it as its own
   // "Stream refused by server"; had the stream gone out, the gateway's message would say why.
   t.match(r.details, /draining|refused/);
@@ -364,13 +344,13 @@ t.test('draining gateway: a new connection\'s call gets UNAVAILABLE after a GOAW
   t.match(py.details, /draining|GOAWAY|refused|unavailable/i);
 
   const raw = await rawGrpcCall(dgw.h2c, { ':path': ECHO_PATHS.Unary, ...AUTH, 'function-id': 'fn-echo' }, [grpcFrame(encodeEchoRequest({}))]);
-  checkTrailersOnly(t, raw, { name: 'draining', md: GOOD, code: Code.UNAVAILABLE, message });
+  checkTrailersOnly(t, raw, { name: 'draining', md: GOOD, code: Status.UNAVAILABLE, message });
   t.ok(raw.goaway !== undefined, `a GOAWAY came on the new connection (${JSON.stringify(raw.goaway)})`);
   t.equal(raw.goaway?.errorCode, 0, 'GOAWAY(NO_ERROR)');
 
   t.equal(echo.active, 1, 'the long stream still runs');
   t.equal(held.replies, 1);
-  t.equal((await held.cancel()).status, Code.CANCELLED);
+  t.equal((await held.cancel()).status, Status.CANCELLED);
   t.same(await dgw.exited, { code: 0, signal: null }, 'exits 0 once the last stream ended');
   await echo.waitFor(() => echo.active === 0);
 });

@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { startTlsGateway } from '../helpers/gateway.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -97,16 +97,8 @@ t.test('TLS listener', async (t) => {
   writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'tls-tester', key, functions: [FN] }]);
   const certDir = join(dir, 'tls');
   const first = makeTlsCert(certDir, { commonName: 'fngate-first' });
-  const gw = await startGateway([
-    '--functions', join(dir, 'fns'),
-    '--api-keys', join(dir, 'keys.yaml'),
-    '--tls-listen', '127.0.0.1:0',
-    '--tls-cert', first.cert,
-    '--tls-key', first.key,
-  ]);
-  t.teardown(() => gw.stop());
+  const gw = await startTlsGateway(t, dir, first);
   const tlsAddr = gw.tls;
-  if (tlsAddr === null) throw new Error(`no TLS listener in the readiness line:\n${gw.logs()}`);
   t.match(tlsAddr, /^127\.0\.0\.1:\d+$/, 'TLS listener bound where asked');
   t.not(tlsAddr, gw.h2c, 'separate from the h2c listener');
   const auth = { authorization: `Bearer ${key}`, 'function-id': FN };

@@ -6,60 +6,21 @@
 // server's own authorizer answers (`kubectl auth can-i`). No controllers run, so the
 // Deployment never gets pods; that is fine here.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { CHART_DIR as CHART, helmIn, requireHelm } from '../helpers/helm.ts';
+import type { Values } from '../helpers/helm.ts';
 import { startKubeApiServer } from '../helpers/kube.ts';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const CHART = join(REPO, 'deploy/helm/fngate');
-const HELM = process.env['FNGATE_HELM'] ?? join(REPO, '.cache/bin/helm');
-if (!existsSync(HELM)) throw new Error(`${HELM} is missing: run \`make helm-tools\` first`);
+requireHelm();
 
 const work = mkdtempSync(join(tmpdir(), 'fngate-helm-kube-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const kube = await startKubeApiServer();
 t.teardown(() => kube.dispose());
 
-type Values = Record<string, unknown>;
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-let nvalues = 0;
-function valuesFile(values: Values): string {
-  const file = join(work, `values-${nvalues++}.yaml`);
-  writeFileSync(file, stringify(values));
-  return file;
-}
-
-function helm(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('HELM_')) env[k] = v;
-    Object.assign(env, {
-      HELM_CACHE_HOME: join(work, 'helm/cache'),
-      HELM_CONFIG_HOME: join(work, 'helm/config'),
-      HELM_DATA_HOME: join(work, 'helm/data'),
-      KUBECONFIG: kube.kubeconfig,
-    });
-    const child = spawn(HELM, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const { run: helm, valuesFile } = helmIn(work, { kubeconfig: kube.kubeconfig, timeoutMs: 120_000 });
 
 async function helmOk(args: string[]): Promise<string> {
   const r = await helm(args);

@@ -4,66 +4,32 @@
 // and values.schema.json / template checks refusing bad values with clear messages.
 // helm comes from `make helm-tools` (.cache/bin/helm; FNGATE_HELM overrides).
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../lib/config/load.ts';
+import { CHART_DIR as CHART, helmIn, requireHelm } from '../helpers/helm.ts';
+import type { HelmRun, Values } from '../helpers/helm.ts';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const CHART = join(REPO, 'deploy/helm/fngate');
-const HELM = process.env['FNGATE_HELM'] ?? join(REPO, '.cache/bin/helm');
 const KUBE_VERSION = '1.37.1';
 const FULLNAME = 'fngate'; // release "fngate": the chart name is not repeated
 const NS = 'gateway';
 
-if (!existsSync(HELM)) throw new Error(`${HELM} is missing: run \`make helm-tools\` first`);
+requireHelm();
 const work = mkdtempSync(join(tmpdir(), 'fngate-helm-chart-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
+// No cluster: KUBECONFIG names a file that does not exist.
+const { run: helm, valuesFile } = helmIn(work, { kubeconfig: join(work, 'no-kubeconfig') });
 
-type Values = Record<string, unknown>;
 interface K8sObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   [key: string]: unknown;
 }
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-let nvalues = 0;
-function valuesFile(values: Values): string {
-  const file = join(work, `values-${nvalues++}.yaml`);
-  writeFileSync(file, stringify(values));
-  return file;
-}
-
-function helm(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('HELM_')) env[k] = v;
-    // No user state: helm's cache, config and data in the scratch dir; no cluster.
-    Object.assign(env, {
-      HELM_CACHE_HOME: join(work, 'helm/cache'),
-      HELM_CONFIG_HOME: join(work, 'helm/config'),
-      HELM_DATA_HOME: join(work, 'helm/data'),
-      KUBECONFIG: join(work, 'no-kubeconfig'),
-    });
-    const child = spawn(HELM, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function template(values: Values = {}, extra: string[] = []): Promise<Run> {
+async function template(values: Values = {}, extra: string[] = []): Promise<HelmRun> {
   return helm(['template', 'fngate', CHART, '-n', NS, '--kube-version', KUBE_VERSION, '-f', valuesFile(values), ...extra]);
 }
 
@@ -326,8 +292,7 @@ t.test('config.yaml: what the gateway is given, accepted by its own config loade
   });
   // The Deployment's arguments, with the rendered config.yaml in place of the mounted one.
   const loaded = (rendered: K8sObject[]) => {
-    const file = join(work, `config-${nvalues++}.yaml`);
-    writeFileSync(file, stringify(configYaml(rendered)));
+    const file = valuesFile(configYaml(rendered), 'config');
     const args = container(rendered).args;
     t.same(args.slice(0, 2), ['serve', '--kubernetes']);
     t.same(args.slice(-2), ['--config', '/etc/fngate/config.yaml']);

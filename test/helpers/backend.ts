@@ -349,6 +349,15 @@ async function rawBackend(onConnection: (socket: net.Socket) => void): Promise<R
   };
 }
 
+/** A port that was free on 127.0.0.1 a moment ago and has no listener now. */
+export async function deadPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 /** Reads a little of each connection, answers 4 KiB of random bytes, keeps the socket open. */
 export function startGarbageBackend(): Promise<RawBackend> {
   return rawBackend((socket) => {

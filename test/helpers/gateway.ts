@@ -94,6 +94,29 @@ export function startGateway(args: string[], opts: StartOpts = {}): Promise<Gate
   return startFngate('serve', args, opts);
 }
 
+/**
+ * `fngate serve` on the Functions in `dir`/fns and the keys in `dir`/keys.yaml, with a TLS
+ * listener on 127.0.0.1 (any port) serving `cert`; stopped at teardown. Throws when the
+ * readiness line names no TLS listener.
+ */
+export async function startTlsGateway(
+  t: { teardown(fn: () => unknown): void },
+  dir: string,
+  cert: { cert: string; key: string },
+): Promise<GatewayProcess & { readonly tls: string }> {
+  const gw = await startGateway([
+    '--functions', join(dir, 'fns'),
+    '--api-keys', join(dir, 'keys.yaml'),
+    '--tls-listen', '127.0.0.1:0',
+    '--tls-cert', cert.cert,
+    '--tls-key', cert.key,
+  ]);
+  t.teardown(() => gw.stop());
+  const tls = gw.tls;
+  if (tls === null) throw new Error(`no TLS listener in the readiness line:\n${gw.logs()}`);
+  return { ...gw, tls };
+}
+
 /** `fngate local`: the embedded default; its instructions are on stdout(). */
 export function startLocal(args: string[] = [], opts: StartOpts = {}): Promise<GatewayProcess> {
   return startFngate('local', args, opts);

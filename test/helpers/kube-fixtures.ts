@@ -17,10 +17,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
+import { startEchoBackend } from './backend.ts';
 import type { EchoBackend } from './backend.ts';
 import { echoClient } from './echo-client.ts';
 import type { CallResult, EchoClient, MetadataRecord } from './echo-client.ts';
 import type { GatewayProcess } from './gateway.ts';
+import { CHART_DIR, HELM_BIN, helmEnv } from './helm.ts';
 import { endpointAddress, startKubeApiServer } from './kube.ts';
 import type { KubeApiServer } from './kube.ts';
 import { sleep } from './wait.ts';
@@ -31,8 +33,7 @@ const gatewayHelpers = (): Promise<typeof import('./gateway.ts')> => import('./g
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CRD_FILE = join(REPO_ROOT, 'deploy/helm/fngate/crds/function.yaml');
-export const CHART_DIR = join(REPO_ROOT, 'deploy/helm/fngate');
-export const HELM_BIN = process.env['FNGATE_HELM'] ?? join(REPO_ROOT, '.cache/bin/helm');
+export { CHART_DIR, HELM_BIN };
 
 /** The namespace the chart is "installed" in: ServiceAccount, Lease Role, the Lease itself. */
 export const RELEASE_NS = 'fngate-system';
@@ -40,16 +41,7 @@ export const RELEASE_NS = 'fngate-system';
 export const RELEASE = 'fngate';
 export const LEASE_NAME = 'fngate-status-writer';
 
-export const Status = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  NOT_FOUND: 5,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
+export { Status } from '../../lib/grpc/status.ts';
 
 /** Enough of a tap Test to register cleanups. */
 export interface Teardown {
@@ -132,6 +124,22 @@ export function backendSlice(
     port: { ...(portName === null ? {} : { name: portName }), port: backend.port },
     endpoints: [{ address: endpointAddress(), ready: opts.ready ?? true }],
   });
+}
+
+/**
+ * Starts Echo backends on `host` (default endpointAddress(), which EndpointSlices accept),
+ * all stopped at teardown.
+ */
+export function echoBackends(t: Teardown): (name: string, host?: string) => Promise<EchoBackend> {
+  const backends: EchoBackend[] = [];
+  t.teardown(async () => {
+    await Promise.all(backends.map((b) => b.stop(1000)));
+  });
+  return async (name, host = endpointAddress()) => {
+    const b = await startEchoBackend({ name, host });
+    backends.push(b);
+    return b;
+  };
 }
 
 // ---------------------------------------------------------------- what the API returns
@@ -335,9 +343,7 @@ export async function startKubeEnv(t: Teardown, opts: KubeEnvOpts = {}): Promise
   };
   const getLease = (): Promise<LeaseResource | undefined> => get<LeaseResource>(`/apis/coordination.k8s.io/v1/namespaces/${RELEASE_NS}/leases/${LEASE_NAME}`);
 
-  const helmEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('HELM_') && k !== 'KUBECONFIG') helmEnv[k] = v;
-  Object.assign(helmEnv, { HELM_CACHE_HOME: join(work, 'helm/cache'), HELM_CONFIG_HOME: join(work, 'helm/config'), HELM_DATA_HOME: join(work, 'helm/data') });
+  const chartHelmEnv = helmEnv(work);
 
   const namespaces = async (...names: string[]): Promise<void> => {
     await kubectlOk(['apply', '-f', '-'], toInput(names.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }))));
@@ -346,7 +352,7 @@ export async function startKubeEnv(t: Teardown, opts: KubeEnvOpts = {}): Promise
     await namespaces(namespace);
     const args = ['template', release, CHART_DIR, '--namespace', namespace, '--show-only', 'templates/rbac.yaml', '--show-only', 'templates/serviceaccount.yaml'];
     for (const [k, v] of Object.entries(values)) args.push('--set', `${k}=${v}`);
-    const r = await run(HELM_BIN, args, helmEnv);
+    const r = await run(HELM_BIN, args, chartHelmEnv);
     if (r.code !== 0) throw new Error(`helm ${args.join(' ')} exited ${r.code}\n${r.stderr}`);
     const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as KubeObject | null).filter((d): d is KubeObject => d !== null);
     const sa = docs.find((d) => d.kind === 'ServiceAccount');

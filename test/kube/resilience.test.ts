@@ -9,16 +9,15 @@
 // API key Secret and of endpoints included, is caught up by the relist once it heals.
 import t from 'tap';
 import { join } from 'node:path';
-import { startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import type { CallResult } from '../helpers/echo-client.ts';
 import { metric } from '../helpers/gateway.ts';
 import type { GatewayProcess, LogLine } from '../helpers/gateway.ts';
-import { endpointAddress } from '../helpers/kube.ts';
 import {
   backendSlice,
   clients,
   current,
+  echoBackends,
   functionObject,
   kubeconfigVia,
   readyCondition,
@@ -40,15 +39,7 @@ const STALENESS = 'fngate_registry_staleness_seconds';
 
 const env = await startKubeEnv(t);
 const { kube } = env;
-const backends: EchoBackend[] = [];
-t.teardown(async () => {
-  await Promise.all(backends.map((b) => b.stop(1000)));
-});
-const backend = async (name: string): Promise<EchoBackend> => {
-  const b = await startEchoBackend({ name, host: endpointAddress() });
-  backends.push(b);
-  return b;
-};
+const backend = echoBackends(t);
 
 const a = await backend('res-a');
 const gone = await backend('gone-a');

@@ -8,14 +8,13 @@
 // Role. The gateway's own status writes are the sync signal: once status.versions shows N
 // ready endpoints the gateway's routing has them too (same update).
 import t from 'tap';
-import { startEchoBackend } from '../helpers/backend.ts';
-import type { EchoBackend } from '../helpers/backend.ts';
 import type { EchoReply, EchoRequest } from '../helpers/echo-proto.ts';
 import { endpointAddress } from '../helpers/kube.ts';
 import {
   backendSlice,
   clients,
   current,
+  echoBackends,
   endpointSlice,
   functionObject,
   pushable,
@@ -31,15 +30,7 @@ import type { FunctionResource } from '../helpers/kube-fixtures.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
 const env = await startKubeEnv(t);
-const backends: EchoBackend[] = [];
-t.teardown(async () => {
-  await Promise.all(backends.map((b) => b.stop(1000)));
-});
-const backend = async (name: string, host = endpointAddress()): Promise<EchoBackend> => {
-  const b = await startEchoBackend({ name, host });
-  backends.push(b);
-  return b;
-};
+const backend = echoBackends(t);
 
 // Present before the gateway starts: found by its initial list. Everything later arrives by watch.
 const named = await backend('named-a');

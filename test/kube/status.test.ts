@@ -7,12 +7,11 @@
 // Last, from the API server's audit log: the gateway (under the chart's ServiceAccount) was
 // never refused, and used every verb the chart grants it: no missing and no excess RBAC.
 import t from 'tap';
-import { startEchoBackend } from '../helpers/backend.ts';
-import type { EchoBackend } from '../helpers/backend.ts';
 import {
   backendSlice,
   clients,
   current,
+  echoBackends,
   functionObject,
   readyCondition,
   readyEndpointsOf,
@@ -25,19 +24,10 @@ import {
   summary,
 } from '../helpers/kube-fixtures.ts';
 import type { AuditEvent } from '../helpers/kube-fixtures.ts';
-import { endpointAddress } from '../helpers/kube.ts';
 import { sleep } from '../helpers/wait.ts';
 
 const env = await startKubeEnv(t, { audit: true });
-const backends: EchoBackend[] = [];
-t.teardown(async () => {
-  await Promise.all(backends.map((b) => b.stop(1000)));
-});
-const backend = async (name: string, host = endpointAddress()): Promise<EchoBackend> => {
-  const b = await startEchoBackend({ name, host });
-  backends.push(b);
-  return b;
-};
+const backend = echoBackends(t);
 
 const g1 = await backend('greeter-v1-a');
 const g2 = await backend('greeter-v1-b');

@@ -4,25 +4,18 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient, type MetadataRecord } from '../helpers/echo-client.ts';
-import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
+import { randomKey } from '../helpers/files.ts';
 import { startGateway, type GatewayProcess, type LogLine } from '../helpers/gateway.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { echoFunction } from './echo-function.ts';
 
-const dir = t.testdir({});
-const fnDir = join(dir, 'functions');
-const keysFile = join(dir, 'keys.yaml');
-const echo = await startEchoBackend({ name: 'echo' });
-t.teardown(() => echo.stop(1000));
-writeFunctionsDir(fnDir, [{ name: 'echo', functionId: 'fn-echo', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [echo.address] }] }]);
 const KEY = randomKey();
 const OTHER_KEY = randomKey();
-writeKeysFile(keysFile, [
+const { dir, echo, args: ARGS } = await echoFunction(t, [
   { name: 'ci-pipeline', key: KEY, functions: ['fn-echo'] },
   { name: 'elsewhere', key: OTHER_KEY, functions: ['fn-nope'] },
 ]);
-const ARGS = ['--functions', fnDir, '--api-keys', keysFile];
 const GOOD: MetadataRecord = { authorization: `Bearer ${KEY}`, 'function-id': 'fn-echo' };
 const UNKNOWN_KEY = randomKey();
 const JWT_LIKE = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA';

@@ -3,22 +3,13 @@
 // cancel, an endpoint that refuses connections) must move exactly the series it should, by
 // exactly as much, and nothing else; the exposition must pass `promtool check metrics`.
 import t from 'tap';
-import net from 'node:net';
 import { join } from 'node:path';
-import { startEchoBackend } from '../helpers/backend.ts';
+import { deadPort, startEchoBackend } from '../helpers/backend.ts';
 import { echoClient, type MetadataRecord } from '../helpers/echo-client.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { metricsText, startGateway } from '../helpers/gateway.ts';
 import { waitForAsync } from '../helpers/wait.ts';
 import { increases, parseExposition, promtoolCheck, seriesKey, byKey, type Sample } from './exposition.ts';
-
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const dir = t.testdir({});
 const fnDir = join(dir, 'functions');

@@ -5,24 +5,17 @@
 // function gets the client's traceparent untouched.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { startEchoBackend, type EchoBackend } from '../helpers/backend.ts';
+import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient, type MetadataRecord } from '../helpers/echo-client.ts';
-import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
+import { randomKey } from '../helpers/files.ts';
 import { startGateway, type GatewayProcess } from '../helpers/gateway.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
+import { echoFunction } from './echo-function.ts';
 import { SpanKind, startOtlpReceiver, StatusCode, type ReceivedSpan } from './otlp-receiver.ts';
 
-const dir = t.testdir({});
-const fnDir = join(dir, 'functions');
-const keysFile = join(dir, 'keys.yaml');
-const echo = await startEchoBackend({ name: 'echo' });
-t.teardown(() => echo.stop(1000));
-writeFunctionsDir(fnDir, [{ name: 'echo', functionId: 'fn-echo', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [echo.address] }] }]);
 const KEY = randomKey();
-writeKeysFile(keysFile, [{ name: 'tracer', key: KEY, functions: '*' }]);
+const { echo, args: ARGS } = await echoFunction(t, [{ name: 'tracer', key: KEY, functions: '*' }]);
 const GOOD: MetadataRecord = { authorization: `Bearer ${KEY}`, 'function-id': 'fn-echo' };
-const ARGS = ['--functions', fnDir, '--api-keys', keysFile];
 
 const receiver = await startOtlpReceiver();
 t.teardown(() => receiver.close());

@@ -1,0 +1,28 @@
+// The set-up access-log.test.ts and tracing.test.ts share: in the test's dir, an Echo backend
+// as the only endpoint of Function fn-echo (`functions/`) and an API key file (`keys.yaml`).
+import type { Test } from 'tap';
+import { join } from 'node:path';
+import { startEchoBackend } from '../helpers/backend.ts';
+import type { EchoBackend } from '../helpers/backend.ts';
+import { writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
+import type { TestKey } from '../helpers/files.ts';
+
+export interface EchoFunction {
+  /** t.testdir(). */
+  dir: string;
+  /** Stopped at teardown. */
+  echo: EchoBackend;
+  /** The gateway's --functions and --api-keys. */
+  args: string[];
+}
+
+export async function echoFunction(t: Test, keys: TestKey[]): Promise<EchoFunction> {
+  const dir = t.testdir({});
+  const fnDir = join(dir, 'functions');
+  const keysFile = join(dir, 'keys.yaml');
+  const echo = await startEchoBackend({ name: 'echo' });
+  t.teardown(() => echo.stop(1000));
+  writeFunctionsDir(fnDir, [{ name: 'echo', functionId: 'fn-echo', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [echo.address] }] }]);
+  writeKeysFile(keysFile, keys);
+  return { dir, echo, args: ['--functions', fnDir, '--api-keys', keysFile] };
+}
