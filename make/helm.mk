@@ -20,7 +20,7 @@ HELM_STAMP := $(CACHE)/stamps/helm-$(HELM_VERSION)
 # Nice and one package at a time by default: the build only uses spare CPU (timing-sensitive
 # tests may share the machine). On an idle machine: make helm-tools HELM_BUILD_NICE= HELM_BUILD_P=4
 HELM_BUILD_NICE ?= nice -n 19
-HELM_BUILD_P ?= 1
+HELM_BUILD_P ?= $(if $(CI),2,1)
 
 .PHONY: helm-tools image image-check _tools_force
 helm-tools: $(HELM_STAMP)

@@ -25,7 +25,7 @@ KUBE_STAMP := $(CACHE)/stamps/kube-tools
 # sensitive tests may share the machine). For a fast build on an idle machine:
 #   make kube-tools KUBE_BUILD_NICE= KUBE_BUILD_P=4
 KUBE_BUILD_NICE ?= nice -n 19
-KUBE_BUILD_P ?= 1
+KUBE_BUILD_P ?= $(if $(CI),2,1)
 
 # Version stamping as hack/lib/version.sh does, so `kubectl version` and /version report
 # the release instead of v0.0.0-master. -s -w: no symbol table / DWARF (stack traces keep
