@@ -4,16 +4,22 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { SESSION_HEADER, type Session } from '../sessions/session.ts';
 
-const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
-const notToFunction = new Set([...hopByHop, 'authorization', 'fngate-subject']);
-
 export const SUBJECT_HEADER = 'fngate-subject';
 
-export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string): OutgoingHttpHeaders {
+const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+const notToFunction = new Set([...hopByHop, 'authorization', SUBJECT_HEADER]);
+
+/** A copy of `incoming` without the fields named in `drop` (pseudo-headers included as they are). */
+function copyWithout(incoming: IncomingHttpHeaders, drop: ReadonlySet<string>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
-    if (!notToFunction.has(name)) out[name] = incoming[name];
+    if (!drop.has(name)) out[name] = incoming[name];
   }
+  return out;
+}
+
+export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string): OutgoingHttpHeaders {
+  const out = copyWithout(incoming, notToFunction);
   out[SUBJECT_HEADER] = subject;
   return out;
 }
@@ -23,10 +29,7 @@ export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string
  * session id added as metadata and as a cookie.
  */
 export function toClientHeaders(incoming: IncomingHttpHeaders, session: Session): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in incoming) {
-    if (!hopByHop.has(name)) out[name] = incoming[name];
-  }
+  const out = copyWithout(incoming, hopByHop);
   out[SESSION_HEADER] = session.id;
   const cookies = incoming['set-cookie'];
   out['set-cookie'] = cookies ? [...cookies, ...session.setCookie] : (session.setCookie as string[]);
@@ -35,11 +38,7 @@ export function toClientHeaders(incoming: IncomingHttpHeaders, session: Session)
 
 /** Trailers from the function: only connection-specific fields are dropped. */
 export function toClientTrailers(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in incoming) {
-    if (!hopByHop.has(name)) out[name] = incoming[name];
-  }
-  return out;
+  return copyWithout(incoming, hopByHop);
 }
 
 /** The session id as metadata plus its cookie, for responses the gateway makes itself. */

@@ -18,7 +18,6 @@ interface CarriesConnection {
   [kConnection]?: ClientConnection;
 }
 
-
 export interface ConnectionEvents {
   /** The connection was closed by the gateway for this reason (GOAWAY sent). */
   onGatewayClose(reason: CloseReason): void;
@@ -49,14 +48,6 @@ export class ClientConnection {
 
   static of(session: ServerHttp2Session): ClientConnection | undefined {
     return (session as CarriesConnection)[kConnection];
-  }
-
-  get openStreams(): number {
-    return this.#open;
-  }
-
-  get closing(): CloseReason | undefined {
-    return this.#closing;
   }
 
   streamOpened(stream: ServerHttp2Stream): void {

@@ -48,10 +48,6 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.#conflicts;
   }
 
-  functionCount(): number {
-    return this.#functions.size;
-  }
-
   /** A full snapshot of Functions from the source; replaces the previous one. */
   replaceFunctions(specs: readonly FunctionSpec[]): void {
     this.#specs = specs;
