@@ -2,6 +2,7 @@
 // fngate: serve | local | keys. Start-up errors print one line naming what was wrong and
 // exit non-zero; SIGTERM/SIGINT drain (GOAWAY, open streams finish) and exit 0.
 import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { ConfigError, HelpRequested, loadConfig, usage } from '../lib/config/load.ts';
 import type { Config } from '../lib/config/types.ts';
 import { startServe } from '../lib/serve/serve.ts';
@@ -65,7 +66,7 @@ async function serve(argv: readonly string[]): Promise<number> {
   if (typeof cfg === 'number') return cfg;
   const log = createLogger(cfg.logLevel);
   if (cfg.workers > 1 && cluster.isPrimary) return supervise(cfg.workers, log);
-  const running = await startServe(cfg, log);
+  const running = await startServe(cfg, log, { sessionSecret: cluster.isWorker ? process.env[WORKER_SESSION_SECRET] : undefined });
   return untilSignal(log, () => running.drain());
 }
 
@@ -80,14 +81,18 @@ async function local(argv: readonly string[]): Promise<number> {
   return untilSignal(log, () => running.stop());
 }
 
+/** How the primary hands workers one session secret (without --session-key-file) so ids resume on any of them. */
+const WORKER_SESSION_SECRET = 'FNGATE_WORKER_SESSION_SECRET';
+
 /** --workers N: N processes share the listeners (the primary only supervises). */
 function supervise(workers: number, log: Logger): Promise<number> {
-  for (let i = 0; i < workers; i++) cluster.fork();
+  const env = { [WORKER_SESSION_SECRET]: randomBytes(32).toString('hex') };
+  for (let i = 0; i < workers; i++) cluster.fork(env);
   let stopping = false;
   cluster.on('exit', (worker, code, signal) => {
     if (!stopping) {
       log.error('worker exited; starting another', { pid: worker.process.pid, code, signal });
-      cluster.fork();
+      cluster.fork(env);
     }
   });
   return new Promise((resolve) => {

@@ -181,6 +181,8 @@ const settings: { readonly [F in keyof Config]: Setting<Config[F]> } = {
   maxConnectionsPerIp: int('max-connections-per-ip', '1000', 0, 1_000_000, 'client connections one IP address may hold open (0 = unlimited)'),
   drainTimeoutMs: duration('drain-timeout', '30s', 'on SIGTERM, let open streams finish for this long'),
   sessionLingerMs: duration('session-linger', '30s', 'how long an ended session can be resumed'),
+  sessionKeyFile: path('session-key-file', 'FILE', 'secrets sealing session ids, one per line, shared by all replicas (default: a key of this process only)'),
+  maxConnectionAgeMs: duration('max-connection-age', '0s', 'GOAWAY to client connections older than this, ±10% (0s = never)'),
   admin: address('admin', '0.0.0.0:9090', 'admin HTTP listener: /healthz, /readyz, /metrics'),
   workers: int('workers', '1', 1, 256, 'worker processes'),
   logLevel: oneOf('log-level', 'LEVEL', logLevels, 'info', 'minimum level of log lines'),

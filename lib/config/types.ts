@@ -38,6 +38,10 @@ export interface Config {
   readonly maxConnectionsPerIp: number;
   readonly drainTimeoutMs: number;
   readonly sessionLingerMs: number;
+  /** Secrets that seal session ids, one per line (first seals, all open); shared by replicas. */
+  readonly sessionKeyFile: string | undefined;
+  /** GOAWAY to client connections older than this (±10%); 0 = never. */
+  readonly maxConnectionAgeMs: number;
   readonly admin: ListenAddress;
   readonly workers: number;
   readonly logLevel: LogLevel;

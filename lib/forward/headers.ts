@@ -30,7 +30,7 @@ export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string
  */
 export function toClientHeaders(incoming: IncomingHttpHeaders, session: Session): OutgoingHttpHeaders {
   const out = copyWithout(incoming, hopByHop);
-  out[SESSION_HEADER] = session.id;
+  out[SESSION_HEADER] = session.token;
   const cookies = incoming['set-cookie'];
   out['set-cookie'] = cookies ? [...cookies, ...session.setCookie] : (session.setCookie as string[]);
   return out;
@@ -43,5 +43,5 @@ export function toClientTrailers(incoming: IncomingHttpHeaders): OutgoingHttpHea
 
 /** The session id as metadata plus its cookie, for responses the gateway makes itself. */
 export function sessionHeaders(session: Session): OutgoingHttpHeaders {
-  return { [SESSION_HEADER]: session.id, 'set-cookie': session.setCookie as string[] };
+  return { [SESSION_HEADER]: session.token, 'set-cookie': session.setCookie as string[] };
 }

@@ -1,8 +1,8 @@
 // One client HTTP/2 connection: its open-stream count (activity is streams, not frames, so
-// keepalive PINGs never keep it alive), the idle timer built on that count, its sessions, and
-// its graceful shutdown.
+// keepalive PINGs never keep it alive), the idle timer built on that count, its sessions, its
+// maximum age, and its graceful shutdown.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { ConnectionSessions } from '../sessions/session-manager.ts';
+import type { ConnectionSessions, SessionManager } from '../sessions/session-manager.ts';
 import type { CloseReason } from '../telemetry/events.ts';
 
 /** GOAWAY with the largest stream id: "shutting down soon", new streams still accepted (RFC 9113 6.8). */
@@ -12,6 +12,22 @@ const SHUTDOWN_NOTICE_LAST_STREAM = 2 ** 31 - 1;
  * of a frame it sends a byte at a time, which keeps a graceful close waiting) is cut after this.
  */
 const IDLE_CLOSE_GRACE_MS = 2000;
+/**
+ * Between the shutdown notice and the final GOAWAY: a stream the client sent before the notice
+ * reached it still arrives under the final GOAWAY's last stream id, so nothing is refused.
+ */
+const NOTICE_GRACE_MS = 1000;
+/** --max-connection-age varies by this share either way, so connections made together do not all go at once. */
+const AGE_JITTER = 0.1;
+
+/** Why the gateway winds a connection down while it may still carry streams. */
+export type ShutdownReason = Exclude<CloseReason, 'idle'>;
+
+export interface ConnectionLimits {
+  readonly idleMs: number;
+  /** 0 = no maximum age. */
+  readonly maxAgeMs: number;
+}
 
 const kConnection = Symbol('fngate.connection');
 interface CarriesConnection {
@@ -31,16 +47,24 @@ export class ClientConnection {
   readonly #events: ConnectionEvents;
   #open = 0;
   #idle: NodeJS.Timeout;
+  #maxAge: NodeJS.Timeout | undefined;
   #closing: CloseReason | undefined;
 
-  constructor(session: ServerHttp2Session, sessions: ConnectionSessions, idleMs: number, events: ConnectionEvents) {
+  constructor(session: ServerHttp2Session, manager: SessionManager, limits: ConnectionLimits, events: ConnectionEvents) {
     this.session = session;
+    // A pinned endpoint going away sends the client elsewhere: unmodified clients redial on GOAWAY.
+    const sessions = manager.forConnection(() => this.shutDown('endpoint_gone', true));
     this.sessions = sessions;
     this.#events = events;
     (session as CarriesConnection)[kConnection] = this;
-    this.#idle = setTimeout(onIdle, idleMs, this);
+    this.#idle = setTimeout(onIdle, limits.idleMs, this);
+    if (limits.maxAgeMs > 0) {
+      const jitter = 1 - AGE_JITTER + 2 * AGE_JITTER * Math.random();
+      this.#maxAge = setTimeout(onMaxAge, Math.round(limits.maxAgeMs * jitter), this).unref();
+    }
     session.once('close', () => {
       clearTimeout(this.#idle);
+      clearTimeout(this.#maxAge);
       sessions.closeAll();
       events.onClosed(this);
     });
@@ -61,17 +85,19 @@ export class ClientConnection {
   }
 
   /**
-   * Draining: tell the client to stop opening streams now (shutdown notice), then after
-   * `graceMs` send the final GOAWAY; open streams run to their end either way. A connection
-   * that arrives during the drain gets no notice (some clients would just redial), so its
-   * first call is answered UNAVAILABLE instead, then it is closed.
+   * Wind down without cutting anything: tell the client to stop opening streams now (shutdown
+   * notice), then send the final GOAWAY; open streams run to their end either way, and
+   * clients open new ones on a new connection. A connection that arrives during a drain gets
+   * no notice (some clients would just redial), so its first call is answered UNAVAILABLE
+   * instead, then it is closed.
    */
-  drain(graceMs: number, notice: boolean): void {
+  shutDown(reason: ShutdownReason, notice: boolean): void {
     if (this.#closing !== undefined || this.session.closed || this.session.destroyed) return;
-    this.#closing = 'drain';
-    this.#events.onGatewayClose('drain');
+    this.#closing = reason;
+    clearTimeout(this.#maxAge);
+    this.#events.onGatewayClose(reason);
     if (notice) this.session.goaway(http2.constants.NGHTTP2_NO_ERROR, SHUTDOWN_NOTICE_LAST_STREAM);
-    setTimeout(closeSession, graceMs, this.session).unref();
+    setTimeout(closeSession, NOTICE_GRACE_MS, this.session).unref();
   }
 
   /** Final GOAWAY now: streams already open (and answers already queued) still complete. */
@@ -114,6 +140,10 @@ function onStreamClosed(this: ServerHttp2Stream): void {
 function onIdle(connection: ClientConnection): void {
   // A stream opened since the timer was armed: it re-arms when the last stream closes.
   if (connection.isIdle()) connection.idleClose();
+}
+
+function onMaxAge(connection: ClientConnection): void {
+  connection.shutDown('max_age', true);
 }
 
 function onIdleCloseGrace(connection: ClientConnection): void {

@@ -12,20 +12,18 @@ import { routeInvocation } from '../route/route.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import type { Logger } from '../telemetry/log.ts';
 import type { Telemetry } from '../telemetry/events.ts';
-import { ClientConnection } from './connection.ts';
+import { ClientConnection, type ConnectionLimits } from './connection.ts';
 import { GatewayHealth, isHealthPath } from './health.ts';
 
 export interface GatewayOptions {
   readonly registry: Registry;
   readonly authenticator: Authenticator;
   readonly sessions: SessionManager;
-  readonly idleTimeoutMs: number;
+  /** Client connection idle timeout and maximum age (0 = none). */
+  readonly limits: ConnectionLimits;
   readonly log: Logger;
   readonly telemetry: Telemetry;
 }
-
-/** Between the shutdown notice and the final GOAWAY of a draining connection. */
-const DRAIN_NOTICE_MS = 1000;
 
 const draining = grpcError(Status.UNAVAILABLE, 'gateway is draining (shutting down)');
 const badTimeout = grpcError(Status.INVALID_ARGUMENT, 'malformed grpc-timeout metadata');
@@ -65,7 +63,7 @@ export class Gateway {
       this.#draining = true;
       this.health.stopServing();
       this.#opts.telemetry.setDraining(true);
-      for (const connection of this.#connections) connection.drain(DRAIN_NOTICE_MS, true);
+      for (const connection of this.#connections) connection.shutDown('drain', true);
     }
     if (this.#connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -83,7 +81,7 @@ export class Gateway {
   #onSession(session: ServerHttp2Session): void {
     const { telemetry } = this.#opts;
     session.on('error', (err) => this.#opts.log.debug('client connection error', { error: err.message }));
-    const connection = new ClientConnection(session, this.#opts.sessions.forConnection(), this.#opts.idleTimeoutMs, {
+    const connection = new ClientConnection(session, this.#opts.sessions, this.#opts.limits, {
       onGatewayClose: (reason) => telemetry.connectionClosedBy(reason),
       onClosed: (c) => {
         this.#connections.delete(c);
@@ -93,7 +91,7 @@ export class Gateway {
     });
     this.#connections.add(connection);
     telemetry.connectionOpened();
-    if (this.#draining) connection.drain(DRAIN_NOTICE_MS, false);
+    if (this.#draining) connection.shutDown('drain', false);
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {

@@ -10,6 +10,8 @@ import { Gateway } from '../gateway/gateway.ts';
 import { boundAddress, createH2cServer, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
 import { Registry } from '../registry/registry.ts';
 import { SessionManager } from '../sessions/session-manager.ts';
+import { SessionKeyRing } from '../sessions/session-token.ts';
+import { loadSessionKeys, watchSessionKeys } from '../sources/file/session-key-file.ts';
 import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
 import { loadFunctionsDir, watchFunctionsDir } from '../sources/file/functions-dir.ts';
 import type { Closable } from '../sources/file/watch.ts';
@@ -29,7 +31,15 @@ export interface RunningGateway {
   drain(): Promise<void>;
 }
 
-export async function startServe(config: Config, log: Logger): Promise<RunningGateway> {
+export interface ServeOptions {
+  /**
+   * Without --session-key-file, the secret sealing session ids; --workers hands one to every
+   * worker so ids resume on any of them. Unset: a key of this process only.
+   */
+  readonly sessionSecret?: string | undefined;
+}
+
+export async function startServe(config: Config, log: Logger, opts: ServeOptions = {}): Promise<RunningGateway> {
   const closables: Closable[] = [];
   const verifier =
     config.jwksUrl !== undefined || config.jwksFile !== undefined
@@ -88,7 +98,18 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
   // view that falls behind afterwards is reported as stale, and routing goes on with it.
   const registrySynced = true;
 
-  const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning });
+  let keys: SessionKeyRing;
+  if (config.sessionKeyFile !== undefined) {
+    const file = config.sessionKeyFile;
+    keys = await loadSessionKeys(file);
+    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log));
+  } else {
+    keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
+    if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
+  }
+  const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning, keys });
+  // A pinned endpoint that stops being ready sends its clients elsewhere at once, not at their next call.
+  registry.on('functions', () => sessions.retireUnready((id) => registry.getFunction(id)));
   let telemetry: GatewayTelemetry;
   try {
     telemetry = await createTelemetry({
@@ -113,7 +134,7 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
     registry,
     authenticator: new Authenticator(registry, verifier),
     sessions,
-    idleTimeoutMs: config.idleTimeoutMs,
+    limits: { idleMs: config.idleTimeoutMs, maxAgeMs: config.maxConnectionAgeMs },
     log,
     telemetry,
   });
@@ -178,17 +199,13 @@ export async function startServe(config: Config, log: Logger): Promise<RunningGa
   }
 }
 
-/**
- * admin /debug/sessions. SessionManager has no listing of live sessions yet, so this shows
- * the per-endpoint counts only; `sessions` becomes the list (id, function, version, endpoint)
- * once it has one.
- */
+/** admin /debug/sessions: this replica's live sessions (by sid, never the sealed id) and per-endpoint counts. */
 function debugSessions(sessions: SessionManager): unknown {
   return {
     live: sessions.liveCount(),
     endpoints: Object.fromEntries(sessions.load.snapshot()),
     sessions: [...sessions.liveRecords()].map((r) => ({
-      id: r.id,
+      id: r.sid,
       functionId: r.functionId,
       versionId: r.versionId,
       endpoint: r.endpointKey,

@@ -7,24 +7,33 @@ import type { UpstreamConnection } from '../upstreams/upstream-connection.ts';
 export const SESSION_HEADER = 'nvcf-reqid';
 export const SESSION_COOKIE = 'nvcf-request-id';
 
-/** The Set-Cookie value for a session (made once per session, sent on every response). */
-export function sessionCookie(id: string): string {
-  return `${SESSION_COOKIE}=${id}; Path=/; HttpOnly`;
+/** The Set-Cookie value for a session id (made when the id is sealed, sent on every response). */
+export function sessionCookie(token: string): string {
+  return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly`;
 }
 
 export interface Session {
+  /** The session's short name (sid) for logs, traces and /debug/sessions. */
   readonly id: string;
-  /** [sessionCookie(id)]: shared by every response of the session, never mutated. */
-  readonly setCookie: readonly string[];
+  /** The sealed id the client gets as nvcf-reqid and presents to resume; resealed as it ages. */
+  token: string;
+  /** [sessionCookie(token)]: shared by every response until the next reseal, never mutated. */
+  setCookie: readonly string[];
+  /** Epoch ms after which the next RPC reseals the token (its expiry moves forward). */
+  resealAt: number;
   readonly functionId: string;
   readonly versionId: string;
   readonly endpoint: Endpoint;
   readonly upstream: UpstreamConnection;
 }
 
-/** What survives a session's end for `--session-linger`, so a new connection may resume it. */
+/**
+ * What this process knows of a session id beyond its token: how many of its connections hold
+ * it, and when the last let go. A token whose expiry passed still resumes here while the
+ * session is live or ended less than --session-linger ago (a long stream gets no fresh token).
+ */
 export interface SessionRecord {
-  readonly id: string;
+  readonly sid: string;
   readonly functionId: string;
   readonly versionId: string;
   readonly endpointKey: string;

@@ -3,7 +3,11 @@
 // depends on nothing upstream of it; the gateway and forwarder depend on this interface only.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 
-export type CloseReason = 'idle' | 'drain';
+/**
+ * Why the gateway closed a client connection: no stream for --idle-timeout; shutting down;
+ * a pinned endpoint stopped being ready; older than --max-connection-age.
+ */
+export type CloseReason = 'idle' | 'drain' | 'endpoint_gone' | 'max_age';
 
 export interface SessionInfo {
   readonly id: string;

@@ -132,7 +132,7 @@ export class GatewayMetrics {
     const labelled = (name: string, description: string, counter: LabelledCounter, unit: string): void => {
       meter.createObservableCounter(name, { ...int, unit, description }).addCallback((r) => observeAll(r, counter));
     };
-    labelled(METRIC.closedByGateway, 'Client connections the gateway closed, by reason (idle, drain).', this.closedByGateway, '{connection}');
+    labelled(METRIC.closedByGateway, 'Client connections the gateway closed, by reason (idle, drain, endpoint_gone, max_age).', this.closedByGateway, '{connection}');
     labelled(METRIC.authFailures, 'Requests refused for their credential (UNAUTHENTICATED, PERMISSION_DENIED), by reason.', this.authFailures, '{request}');
     labelled(
       METRIC.upstreamConnectFailures,

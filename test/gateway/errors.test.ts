@@ -12,7 +12,7 @@ import type { CallResult, MetadataRecord } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, encodeEchoRequest } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import type { TestFunction } from '../helpers/files.ts';
-import { startGateway } from '../helpers/gateway.ts';
+import { startGateway, SESSION_ID } from '../helpers/gateway.ts';
 import type { GatewayProcess } from '../helpers/gateway.ts';
 import { decodeGrpcMessage, grpcFrame, rawGrpcCall } from '../helpers/http2-raw.ts';
 import type { RawResponse } from '../helpers/http2-raw.ts';
@@ -101,7 +101,6 @@ interface Row {
   session?: true;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** The gateway's message for a failed endpoint connection: names the endpoint and, where given, the cause. */
 const endpointFailed = (port: number, cause = '\\S'): RegExp => new RegExp(`^connection to function endpoint 127\\.0\\.0\\.1:${port} failed: ${cause}`);
 
@@ -173,7 +172,7 @@ for (const row of rows) {
     if (typeof row.message === 'string') t.equal(r.details, row.message, 'grpc-js: message');
     else t.match(r.details, row.message, 'grpc-js: message');
     t.equal(r.reply, undefined, 'no reply');
-    if (row.session) t.match(r.trailing['nvcf-reqid'], UUID, 'grpc-js: the session id comes back');
+    if (row.session) t.match(r.trailing['nvcf-reqid'], SESSION_ID, 'grpc-js: the session id comes back');
     const after = await goodCall(t, 'after');
     // Same gateway session and same upstream connection: the client connection was not dropped.
     t.equal(after.initial['nvcf-reqid'], before.initial['nvcf-reqid'], 'same connection: same session id after the error');
@@ -300,7 +299,7 @@ function checkTrailersOnly(t: TestT, res: RawResponse, row: Row): void {
   t.equal(res.rstCode, 0, `${what}: stream ended cleanly (rst ${res.rstCode})`);
   t.equal(res.error, undefined, `${what}: no stream or session error`);
   if (row.session) {
-    t.match(res.headers['nvcf-reqid'], UUID, `${what}: nvcf-reqid in the trailers-only block`);
+    t.match(res.headers['nvcf-reqid'], SESSION_ID, `${what}: nvcf-reqid in the trailers-only block`);
     t.match(res.headers['set-cookie'], [new RegExp(`^nvcf-request-id=${String(res.headers['nvcf-reqid'])}(;|$)`)], `${what}: Set-Cookie`);
   }
 }

@@ -8,12 +8,11 @@ import tls from 'node:tls';
 import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { startTlsGateway } from '../helpers/gateway.ts';
+import { startTlsGateway, SESSION_ID } from '../helpers/gateway.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const FN = 'fn-tls';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface Probe {
   /** Negotiated ALPN protocol (false: none). */
@@ -122,7 +121,7 @@ t.test('TLS listener', async (t) => {
     t.match(u.reply?.metadata, /^x-k: v$/m);
     t.match(u.reply?.metadata, /^fngate-subject: tls-tester$/m);
     t.notMatch(u.reply?.metadata, /authorization/, 'authorization is not passed on');
-    t.match(String(u.initial['nvcf-reqid']), UUID, 'nvcf-reqid');
+    t.match(String(u.initial['nvcf-reqid']), SESSION_ID, 'nvcf-reqid');
     t.equal(u.initial['x-initial'], 'hello');
     t.equal(u.trailing['x-trailer'], 'bye');
     const ss = await c.serverStream(auth, { count: 4, reply_size: 1000 });
@@ -141,7 +140,7 @@ t.test('TLS listener', async (t) => {
     const unary = await runPythonClient([...target, 'unary', '--calls', '2', '--payload-size', '100']);
     t.equal(unary.calls.length, 2);
     t.match(unary.calls[0], { code: 'OK', backend: 'tls-backend', received_bytes: 100 });
-    t.match(unary.calls[0]?.initial_metadata['nvcf-reqid'], UUID);
+    t.match(unary.calls[0]?.initial_metadata['nvcf-reqid'], SESSION_ID);
     t.equal(unary.calls[1]?.initial_metadata['nvcf-reqid'], unary.calls[0]?.initial_metadata['nvcf-reqid'], 'same channel, same session');
     const ss = await runPythonClient([...target, 'server-stream', '--count', '3', '--reply-size', '500']);
     t.match(ss.calls[0], { code: 'OK', replies: 3, reply_bytes: 1500 });

@@ -14,7 +14,7 @@ import type { CallResult, EchoClient, MetadataRecord } from '../helpers/echo-cli
 import { echoMethods, ECHO_PATHS } from '../helpers/echo-proto.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import type { TestFunction } from '../helpers/files.ts';
-import { metricsText, startGateway } from '../helpers/gateway.ts';
+import { metric, metricsText, startGateway, SESSION_ID } from '../helpers/gateway.ts';
 import type { GatewayProcess, LogLine } from '../helpers/gateway.ts';
 import { grpcFrame } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
@@ -116,7 +116,6 @@ const fn = (name: string, functionId: string, endpoints: string[], more: Partial
   ...more,
 });
 const addresses = (bs: EchoBackend[]): string[] => bs.map((b) => b.address);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 t.test('50 unary calls on one grpc-js channel: one backend, one session id, one upstream connection', async (t) => {
   const env = await setup(t, ['b0', 'b1', 'b2', 'b3'], (b) => [fn('pin', 'fn-pin', addresses(b))]);
@@ -128,7 +127,7 @@ t.test('50 unary calls on one grpc-js channel: one backend, one session id, one 
   t.equal(served.size, 1, `one backend served all: ${[...served].join(',')}`);
   const ids = new Set(results.map(reqid));
   t.equal(ids.size, 1, 'one nvcf-reqid');
-  t.match([...ids][0], UUID, 'the session id');
+  t.match([...ids][0], SESSION_ID, 'the session id');
   const backend = env.backends.find((b) => served.has(b.name));
   t.equal(backend?.calls, 50, 'that backend saw all 50 calls');
   t.equal(backend?.peers.size, 1, 'over exactly one upstream connection');
@@ -144,7 +143,7 @@ t.test('50 unary calls on one Python channel: one backend, one session id, one u
   t.equal(served.size, 1, `one backend served all: ${[...served].join(',')}`);
   const ids = new Set(out.calls.map((c) => c.initial_metadata['nvcf-reqid']));
   t.equal(ids.size, 1, 'one nvcf-reqid');
-  t.match([...ids][0], UUID);
+  t.match([...ids][0], SESSION_ID);
   const backend = env.backends.find((b) => served.has(b.name));
   t.equal(backend?.calls, 50);
   t.equal(backend?.peers.size, 1, 'over exactly one upstream connection');
@@ -207,8 +206,8 @@ t.test('another function on the same connection is another session', async (t) =
   const b1 = await c.unary(env.md('fn-beta'));
   t.equal(a1.status, 0, summary(a1));
   t.equal(b1.status, 0, summary(b1));
-  t.match(reqid(a1), UUID);
-  t.match(reqid(b1), UUID);
+  t.match(reqid(a1), SESSION_ID);
+  t.match(reqid(b1), SESSION_ID);
   t.not(reqid(b1), reqid(a1), 'a different nvcf-reqid');
   t.equal(a1.reply?.backend, 'b0');
   t.equal(b1.reply?.backend, 'b1', 'b0 already holds a session: the new one goes to the endpoint with fewer');
@@ -262,7 +261,7 @@ t.test('resume by nvcf-reqid (header and cookie), within and after --session-lin
   const first = await c1.unary(env.md('fn-alpha'));
   t.match([first.status, first.reply?.backend], [0, 'b0'], summary(first));
   const id = reqid(first) ?? '';
-  t.match(id, UUID);
+  t.match(id, SESSION_ID);
 
   // While live: a new connection (which would otherwise go to b1, the least loaded) resumes it.
   const c2 = env.client();
@@ -287,7 +286,7 @@ t.test('resume by nvcf-reqid (header and cookie), within and after --session-lin
   const beta = await env.client().unary(env.md('fn-beta'));
   t.equal(beta.status, 0, summary(beta));
   const betaId = reqid(beta) ?? '';
-  t.match(betaId, UUID);
+  t.match(betaId, SESSION_ID);
   t.not(betaId, id);
   const crossed = await env.client().unary(env.md('fn-alpha', { 'nvcf-reqid': betaId }));
   t.match([crossed.status, crossed.details], [NOT_FOUND, NO_SESSION], `id of another function: ${summary(crossed)}`);
@@ -323,7 +322,7 @@ t.test('resume by nvcf-reqid (header and cookie), within and after --session-lin
   t.match(pyExpired.calls[0], { code: 'NOT_FOUND', code_value: NOT_FOUND, details: NO_SESSION, backend: null }, 'Python after the linger');
 });
 
-t.test('pinned endpoint removed: the open stream runs on, the next RPC gets a new endpoint and session id', async (t) => {
+t.test('pinned endpoint removed: the open stream runs on, the connection gets a GOAWAY, the next RPC gets a new endpoint and session id', async (t) => {
   const env = await setup(t, ['b0', 'b1', 'b2'], (b) => [fn('moving', 'fn-moving', addresses(b))]);
   const [b0, b1, b2] = env.backends as [EchoBackend, EchoBackend, EchoBackend];
   const c = env.client();
@@ -340,7 +339,7 @@ t.test('pinned endpoint removed: the open stream runs on, the next RPC gets a ne
   const next = await c.unary(env.md('fn-moving'));
   t.equal(next.status, 0, summary(next));
   t.ok(next.reply?.backend === 'b1' || next.reply?.backend === 'b2', `next RPC on another endpoint: ${summary(next)}`);
-  t.match(reqid(next), UUID);
+  t.match(reqid(next), SESSION_ID);
   t.not(reqid(next), oldId, 'with a new session id');
   t.ok(replies < 20, `... while the old stream is still open (${replies}/20 replies)`);
 
@@ -351,8 +350,13 @@ t.test('pinned endpoint removed: the open stream runs on, the next RPC gets a ne
   t.equal(reqid(done), oldId, 'under the old session id');
   t.equal(b0.cancelled, 0, 'nothing cut on the old endpoint');
 
+  // The client connection pinned to b0 was sent a GOAWAY: grpc-js went on over a new one.
+  t.equal(await metric(env.gw, 'fngate_connections_closed_by_gateway_total{reason="endpoint_gone"}'), 1, 'one GOAWAY for the removed endpoint');
   const later = await c.unary(env.md('fn-moving'));
-  t.match([later.status, later.reply?.backend, reqid(later)], [0, next.reply?.backend, reqid(next)], 'the new session stays pinned');
+  const again = await c.unary(env.md('fn-moving'));
+  t.match([later.status, again.status], [0, 0], `${summary(later)} / ${summary(again)}`);
+  t.ok(later.reply?.backend === 'b1' || later.reply?.backend === 'b2', 'on a ready endpoint');
+  t.match([again.reply?.backend, reqid(again)], [later.reply?.backend, reqid(later)], 'and pinned there');
   t.equal(b0.calls, 2, 'the removed endpoint got no new call');
 });
 

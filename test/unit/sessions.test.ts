@@ -7,6 +7,7 @@ import { isGrpcError, Status } from '../../lib/grpc/status.ts';
 import { defaultUpstreamTuning } from '../../lib/upstreams/upstream-connection.ts';
 import type { Endpoint, FunctionSpec, RoutableFunction } from '../../lib/registry/types.ts';
 import type { Session } from '../../lib/sessions/session.ts';
+import { newSid, parseSessionSecrets, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
 
 const ep = (port: number): Endpoint => ({ host: '127.0.0.1', port, key: `127.0.0.1:${port}` });
 
@@ -26,7 +27,9 @@ t.test('EndpointLoad picks the fewest, honours the cap, ties to the first', asyn
   t.notOk(load.snapshot().has(eps[1]!.key), 'released to zero leaves no entry');
 });
 
-function fixture(lingerMs: number, cap = 0, ports = [1, 2]) {
+const SECRET = 'a shared secret of at least thirty-two characters';
+
+function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRing.fromSecrets([SECRET])) {
   const registry = new Registry();
   const spec = (active: string, endpoints: Record<string, number[]>): FunctionSpec => ({
     name: 'f',
@@ -41,9 +44,16 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2]) {
     origin: 'test',
   });
   registry.replaceFunctions([spec('v1', { v1: ports, v2: [9] })]);
-  const manager = new SessionManager({ lingerMs, upstream: defaultUpstreamTuning });
+  const manager = new SessionManager({ lingerMs, upstream: defaultUpstreamTuning, keys });
   const fn = (): RoutableFunction => registry.getFunction('fn') as RoutableFunction;
-  return { registry, manager, fn, spec };
+  /** Connections told that a pinned endpoint went away, by index of creation. */
+  const gone: number[] = [];
+  let made = 0;
+  const connection = () => {
+    const index = made++;
+    return manager.forConnection(() => gone.push(index));
+  };
+  return { registry, manager, fn, spec, connection, gone };
 }
 
 const ok = (t: Test, s: Session | { code: number }): Session => {
@@ -51,10 +61,60 @@ const ok = (t: Test, s: Session | { code: number }): Session => {
   return s as Session;
 };
 
+const claims = (over: Partial<SessionClaims> = {}): SessionClaims => ({
+  sid: newSid(),
+  functionId: 'fn-é',
+  versionId: 'v1',
+  endpointKey: '[fd00::1]:50051',
+  issuedAt: Date.now(),
+  expiresAt: Date.now() + 60_000,
+  ...over,
+});
+
+t.test('session tokens: what is sealed opens to the same claims, under any key of the ring', async (t) => {
+  const old = SessionKeyRing.fromSecrets(['the old secret, thirty-two characters or more']);
+  const rotated = SessionKeyRing.fromSecrets([SECRET, 'the old secret, thirty-two characters or more']);
+  const c = claims();
+  const token = old.seal(c);
+  t.match(token, /^[A-Za-z0-9_-]+$/, 'base64url: fits a header and a cookie as it is');
+  t.same(old.open(token), c);
+  t.same(rotated.open(token), c, 'a ring that still lists the old key opens what it sealed');
+  t.same(rotated.open(rotated.seal(c)), c);
+  t.equal(old.open(rotated.seal(c)), undefined, 'a key the ring does not have: foreign');
+  t.not(old.seal(c), old.seal(c), 'a fresh nonce each time');
+  t.notMatch(Buffer.from(token, 'base64url').toString('latin1'), /fd00|fn-/, 'function and endpoint are not readable in the id');
+});
+
+t.test('session tokens: forged, tampered, garbled and foreign ids open to nothing', async (t) => {
+  const ring = SessionKeyRing.fromSecrets([SECRET]);
+  const token = ring.seal(claims());
+  const body = Buffer.from(token, 'base64url');
+  for (let i = 0; i < body.length; i++) {
+    const bad = Buffer.from(body);
+    bad[i] = (bad[i] as number) ^ 0x01;
+    t.equal(ring.open(bad.toString('base64url')), undefined, `byte ${i} flipped`);
+  }
+  t.equal(ring.open(body.subarray(0, body.length - 1).toString('base64url')), undefined, 'truncated');
+  t.equal(ring.open(Buffer.concat([body, Buffer.from([0])]).toString('base64url')), undefined, 'extended');
+  t.equal(ring.open(token + '='), undefined, 'padded: not the canonical spelling');
+  t.equal(ring.open(token.slice(0, 10) + '*' + token.slice(10)), undefined, 'junk character inside');
+  for (const garbage of ['', 'x', '00000000-0000-0000-0000-000000000000', 'A'.repeat(200), 'A'.repeat(5000), '\u00e9\u0000']) {
+    t.equal(ring.open(garbage), undefined, `garbage ${JSON.stringify(garbage.slice(0, 40))}`);
+  }
+  t.equal(SessionKeyRing.random().open(token), undefined, 'another process key');
+  t.equal(SessionKeyRing.fromSecrets([SECRET + '!']).open(token), undefined, 'a different shared secret');
+});
+
+t.test('session key files: one secret per line, comments skipped, short ones named by line', async (t) => {
+  t.same(parseSessionSecrets(`# current\n${SECRET}\n\n  ${SECRET}-old  \n`, 'keys'), [SECRET, `${SECRET}-old`]);
+  t.throws(() => parseSessionSecrets(`${SECRET}\nshort\n`, '/etc/k'), { message: '/etc/k:2: session key is 5 characters; at least 32 are needed' });
+  t.throws(() => parseSessionSecrets('# nothing\n\n', '/etc/k'), { message: /^\/etc\/k: no session key in the file/ });
+});
+
 t.test('a connection pins per (function, version); promotion affects new sessions only', async (t) => {
-  const { registry, manager, fn, spec } = fixture(1000);
+  const { registry, manager, fn, spec, connection } = fixture(1000);
   t.teardown(() => manager.close());
-  const a = manager.forConnection();
+  const a = connection();
   const s1 = ok(t, a.acquire(fn(), undefined, undefined));
   t.equal(ok(t, a.acquire(fn(), undefined, undefined)).id, s1.id, 'same session on the same connection');
   t.equal(ok(t, a.acquire(fn(), 'v1', undefined)).id, s1.id, 'naming the pinned version is the same session');
@@ -63,49 +123,99 @@ t.test('a connection pins per (function, version); promotion affects new session
   registry.replaceFunctions([spec('v2', { v1: [1, 2], v2: [9] })]);
   t.equal(ok(t, a.acquire(fn(), undefined, undefined)).id, s1.id, 'promotion keeps the pinned session');
   t.equal(ok(t, a.acquire(fn(), 'v1', undefined)).id, s1.id, 'and naming v1 still reaches it');
-  const b = manager.forConnection();
+  const b = connection();
   t.equal(ok(t, b.acquire(fn(), undefined, undefined)).endpoint.port, 9, 'a new connection gets the new active version');
   a.closeAll();
   b.closeAll();
   t.equal(manager.liveCount(), 0);
 });
 
-t.test('endpoint removal re-pins with a new id; resume finds live and lingering sessions', async (t) => {
-  const { registry, manager, fn, spec } = fixture(200);
+t.test('resume: live and lingering sessions here; after linger + reseal period, NOT_FOUND', async (t) => {
+  // linger 200 ms: tokens are resealed after 1 s (the floor) and live 1.2 s.
+  const { manager, fn, connection } = fixture(200);
   t.teardown(() => manager.close());
-  const a = manager.forConnection();
+  const a = connection();
   const s1 = ok(t, a.acquire(fn(), undefined, undefined));
-  const b = manager.forConnection();
-  const resumed = ok(t, b.acquire(fn(), undefined, s1.id));
+  const b = connection();
+  const resumed = ok(t, b.acquire(fn(), undefined, s1.token));
   t.equal(resumed.id, s1.id);
+  t.equal(resumed.token, s1.token, 'a fresh token is handed back as it is');
   t.equal(resumed.endpoint.key, s1.endpoint.key, 'resume lands on the same endpoint');
-  t.match(manager.forConnection().acquire(fn(), 'v2', s1.id), { code: Status.NOT_FOUND, message: 'no existing session found' }, 'other version');
+  t.match(connection().acquire(fn(), 'v2', s1.token), { code: Status.NOT_FOUND, message: 'no existing session found' }, 'other version');
+  t.match(connection().acquire(fn(), undefined, s1.id), { code: Status.NOT_FOUND }, 'the bare sid is not an id');
   a.closeAll();
   b.closeAll();
-  const c = manager.forConnection();
-  t.equal(ok(t, c.acquire(fn(), undefined, s1.id)).id, s1.id, 'ended, within linger: resumable');
+  const c = connection();
+  t.equal(ok(t, c.acquire(fn(), undefined, s1.token)).id, s1.id, 'ended, within linger: resumable');
   c.closeAll();
-  await new Promise((r) => setTimeout(r, 450));
-  t.match(manager.forConnection().acquire(fn(), undefined, s1.id), { code: Status.NOT_FOUND }, 'after linger: gone');
+  await new Promise((r) => setTimeout(r, 1400));
+  t.match(connection().acquire(fn(), undefined, s1.token), { code: Status.NOT_FOUND }, 'token expired and the session ended long ago');
+});
 
-  const d = manager.forConnection();
-  const s2 = ok(t, d.acquire(fn(), undefined, undefined));
-  const remaining = [1, 2].filter((p) => p !== s2.endpoint.port);
-  registry.replaceFunctions([spec('v1', { v1: remaining, v2: [9] })]);
-  const s3 = ok(t, d.acquire(fn(), undefined, undefined));
-  t.not(s3.id, s2.id, 'new session id');
-  t.equal(s3.endpoint.port, remaining[0], 'new endpoint');
-  t.match(manager.forConnection().acquire(fn(), undefined, s2.id), { code: Status.NOT_FOUND }, 'the old id names a gone endpoint');
-  d.closeAll();
+t.test('resume on another replica: same keys reach the same endpoint; other keys, expiry or a gone endpoint do not', async (t) => {
+  const one = fixture(200);
+  const two = fixture(200);
+  const stranger = fixture(200, 0, [1, 2], SessionKeyRing.random());
+  t.teardown(() => [one, two, stranger].forEach((f) => f.manager.close()));
+  // Replica two already holds a session on endpoint 1, so a new session there would go to 2.
+  const busy = ok(t, two.connection().acquire(two.fn(), undefined, undefined));
+  t.equal(busy.endpoint.port, 1);
+  const a = one.connection();
+  const s1 = ok(t, a.acquire(one.fn(), undefined, undefined));
+  t.equal(s1.endpoint.port, 1);
+  const firstToken = s1.token;
+  const onTwo = two.connection();
+  const there = ok(t, onTwo.acquire(two.fn(), undefined, firstToken));
+  t.equal(there.endpoint.port, 1, 'the endpoint the token names, not the least loaded one');
+  t.equal(there.id, s1.id);
+  onTwo.closeAll(); // replica two forgets it after the linger
+  t.match(stranger.connection().acquire(stranger.fn(), undefined, s1.token), { code: Status.NOT_FOUND, message: 'no existing session found' }, 'foreign key');
+
+  // Long-lived on replica one: its token expires, yet replica one knows the session is live.
+  await new Promise((r) => setTimeout(r, 1300));
+  t.match(two.connection().acquire(two.fn(), undefined, firstToken), { code: Status.NOT_FOUND }, 'expired token on a replica that holds no such session now');
+  t.equal(ok(t, one.connection().acquire(one.fn(), undefined, firstToken)).id, s1.id, 'the issuing replica still resumes its live session');
+
+  // An RPC after the reseal period moves the expiry on: same sid, new token.
+  t.equal(ok(t, a.acquire(one.fn(), undefined, undefined)), s1, 'the same session');
+  const fresh = s1.token;
+  t.not(fresh, firstToken, 'resealed');
+  t.equal(ok(t, two.connection().acquire(two.fn(), undefined, fresh)).endpoint.port, 1, 'the resealed token resumes on the other replica');
+
+  two.registry.replaceFunctions([two.spec('v1', { v1: [2], v2: [9] })]);
+  t.match(two.connection().acquire(two.fn(), undefined, fresh), { code: Status.NOT_FOUND }, 'endpoint gone there: NOT_FOUND');
+});
+
+t.test('endpoint removal: the sessions pinned there end, their connections are told, the next RPC re-pins', async (t) => {
+  const { registry, manager, fn, spec, connection, gone } = fixture(200);
+  t.teardown(() => manager.close());
+  const conns = [connection(), connection(), connection()];
+  const sessions = conns.map((c) => ok(t, c.acquire(fn(), undefined, undefined)));
+  t.same(sessions.map((s) => s.endpoint.port), [1, 2, 1]);
+  registry.replaceFunctions([spec('v1', { v1: [2], v2: [9] })]);
+  manager.retireUnready((id) => registry.getFunction(id));
+  t.same(gone, [0, 2], 'the two connections pinned to endpoint 1, once each');
+  t.same(Object.fromEntries(manager.load.snapshot()), { '127.0.0.1:2': 1 }, 'their load is released');
+  manager.retireUnready((id) => registry.getFunction(id));
+  t.same(gone, [0, 2], 'nothing more to tell');
+  const next = ok(t, conns[0]!.acquire(fn(), undefined, undefined));
+  t.not(next.id, sessions[0]!.id, 'new session id');
+  t.equal(next.endpoint.port, 2, 'on a ready endpoint');
+  t.match(connection().acquire(fn(), undefined, sessions[2]!.token), { code: Status.NOT_FOUND }, 'the old id names a gone endpoint');
+  registry.replaceFunctions([]);
+  manager.retireUnready((id) => registry.getFunction(id));
+  t.same([...gone].sort(), [0, 0, 1, 2], 'a deleted function retires every session of it');
+  conns.forEach((c) => c.closeAll());
+  t.equal(manager.liveCount(), 0);
 });
 
 t.test('cap: RESOURCE_EXHAUSTED when every endpoint is full, freed on close', async (t) => {
-  const { manager, fn } = fixture(1000, 1);
+  const { manager, fn, connection } = fixture(1000, 1);
   t.teardown(() => manager.close());
-  const conns = [manager.forConnection(), manager.forConnection()];
+  const conns = [connection(), connection()];
   const ports = conns.map((c) => ok(t, c.acquire(fn(), undefined, undefined)).endpoint.port).sort();
   t.same(ports, [1, 2]);
-  const third = manager.forConnection();
+  const third = connection();
   t.match(third.acquire(fn(), undefined, undefined), { code: Status.RESOURCE_EXHAUSTED });
   conns[0]!.closeAll();
   t.notOk(isGrpcError(third.acquire(fn(), undefined, undefined)), 'slot freed');

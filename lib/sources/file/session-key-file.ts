@@ -1,0 +1,34 @@
+// `--session-key-file`: the secrets that seal session ids, one per line; the first seals,
+// all of them open (rotation: add the new secret on top everywhere, drop the old one after
+// --session-linger). Re-read when it changes, as a mounted Secret is updated in place.
+import { parseSessionSecrets, SessionKeyRing } from '../../sessions/session-token.ts';
+import type { Logger } from '../../telemetry/log.ts';
+import { readTextFile, watchTextFile, type Closable, type WatchTiming } from './watch.ts';
+
+/** Reads the key file at start-up; throws naming the file (and line) when it is unusable. */
+export async function loadSessionKeys(path: string): Promise<SessionKeyRing> {
+  return SessionKeyRing.fromSecrets(parseSessionSecrets(await readTextFile(path, '--session-key-file'), path));
+}
+
+/** Calls `onKeys` with the key set after the first read and each valid change; a bad edit is logged and the keys in use stay. */
+export function watchSessionKeys(path: string, onKeys: (keys: SessionKeyRing) => void, log: Logger, timing: WatchTiming = {}): Closable {
+  return watchTextFile({
+    path,
+    timing,
+    unreadableMessage: 'session key file unreadable; keeping the keys in use',
+    onText: (text) => {
+      let keys: SessionKeyRing;
+      try {
+        keys = SessionKeyRing.fromSecrets(parseSessionSecrets(text, path));
+      } catch (err) {
+        log.error('session key file rejected; keeping the keys in use', { error: (err as Error).message });
+        return undefined;
+      }
+      return () => {
+        onKeys(keys);
+        log.info('session keys loaded', { file: path, keys: keys.size });
+      };
+    },
+    log,
+  });
+}
