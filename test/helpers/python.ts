@@ -24,6 +24,8 @@ export interface PyCall {
   trailing_metadata: Record<string, string>;
   channel: number;
   elapsed_ms: number;
+  /** When the call started: wall clock, ms since the epoch. */
+  started_at_ms: number;
 }
 
 export interface PyResult {

@@ -16,6 +16,8 @@ The TypeScript tests spawn this with the venv's python (.cache/venv/bin/python, 
     channels      --channels N --calls-per-channel M [--payload-size BYTES]
                                                      N channels (N connections), M unary calls each,
                                                      made in order; all stay open until the end
+    loop          --duration SECONDS --interval-ms N unary calls on one channel, one every N ms,
+                                                     for SECONDS (a long-lived client)
 
 The connection options may also follow MODE. -H values of `-bin` keys are given in base64.
 --timeout sets a deadline (grpc-timeout) on each call; without it calls have none.
@@ -24,7 +26,8 @@ Prints one JSON object, {"calls": [...]}, one entry per call, in order:
     code ("OK" or the status name), code_value, details, backend / received_bytes /
     received_messages / backend_metadata (from the first reply, null without one), replies,
     reply_bytes (payload bytes of all replies), initial_metadata, trailing_metadata
-    ({key: value}; `-bin` values in base64; repeated keys joined with ", "), channel, elapsed_ms.
+    ({key: value}; `-bin` values in base64; repeated keys joined with ", "), channel, elapsed_ms,
+    started_at_ms (wall clock, ms since the epoch).
 Exits 0 whatever the calls' statuses (they are the data); 2 on usage errors.
 """
 
@@ -114,6 +117,7 @@ class Result:
         self.replies = 0
         self.reply_bytes = 0
         self.started = time.monotonic()
+        self.started_wall = time.time()
 
     def reply(self, message):
         if self.first is None:
@@ -138,6 +142,7 @@ class Result:
             "initial_metadata": metadata_dict(call.initial_metadata()),
             "trailing_metadata": metadata_dict(call.trailing_metadata()),
             "channel": self.channel,
+            "started_at_ms": int(self.started_wall * 1000),
             "elapsed_ms": round((time.monotonic() - self.started) * 1000, 3),
         }
 
@@ -256,6 +261,10 @@ def main():
     p.add_argument("--payload-size", type=int, default=0)
     p.add_argument("--pipeline", action="store_true",
                    help="send every request without waiting for replies")
+    p = modes.add_parser("loop", parents=[late], help="unary calls on one channel for a while")
+    p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--interval-ms", type=int, default=100)
+    p.add_argument("--payload-size", type=int, default=0)
     p = modes.add_parser("channels", parents=[late], help="N channels, M unary calls each")
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--calls-per-channel", type=int, default=1)
@@ -270,7 +279,7 @@ def main():
         parser.error("the following arguments are required: --target")
 
     for name in ("calls", "payload_size", "total_bytes", "count", "reply_size",
-                 "channels", "calls_per_channel"):
+                 "channels", "calls_per_channel", "duration", "interval_ms"):
         if getattr(args, name, 0) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if getattr(args, "chunk_size", 1) < 1:
@@ -298,6 +307,11 @@ def main():
                     calls.append(unary_call(stub, args, 0, args.payload_size))
             elif args.mode == "client-stream":
                 calls.append(client_stream_call(stub, args))
+            elif args.mode == "loop":
+                until = time.monotonic() + args.duration
+                while time.monotonic() < until:
+                    calls.append(unary_call(stub, args, 0, args.payload_size))
+                    time.sleep(args.interval_ms / 1000)
             elif args.mode == "server-stream":
                 calls.append(server_stream_call(stub, args))
             else:
