@@ -287,7 +287,9 @@ t.test('Deployment: command, env, ports, probes, security, shutdown, spread', as
 });
 
 t.test('config.yaml: what the gateway is given, accepted by its own config loader', async (t) => {
-  const objs = await render({ config: { 'log-level': 'debug', 'jwks-url': 'https://id.example.com/jwks.json', 'jwt-issuer': 'https://id.example.com/' } });
+  const objs = await render({
+    config: { 'log-level': 'debug', 'max-connection-age': '30m', 'jwks-url': 'https://id.example.com/jwks.json', 'jwt-issuer': 'https://id.example.com/' },
+  });
   const cfg = configYaml(objs);
   t.same(cfg, {
     admin: '0.0.0.0:9090',
@@ -298,6 +300,7 @@ t.test('config.yaml: what the gateway is given, accepted by its own config loade
     'jwt-issuer': 'https://id.example.com/',
     listen: '0.0.0.0:10081',
     'log-level': 'debug',
+    'max-connection-age': '30m',
     'session-key-file': '/etc/fngate/session-key/key',
     'session-linger': '30s',
     'tls-cert': '/etc/fngate/tls/tls.crt',
@@ -322,12 +325,14 @@ t.test('config.yaml: what the gateway is given, accepted by its own config loade
   t.equal(config.drainTimeoutMs, 30_000);
   t.equal(config.logLevel, 'debug');
   t.equal(config.jwksUrl, 'https://id.example.com/jwks.json');
-  // (the loader accepting session-key-file is the check that the gateway knows the flag)
+  // (the loader accepting session-key-file and max-connection-age is the check that the
+  // gateway knows those flags)
   const scoped = await render({ watchNamespace: 'team-a', bindAddress: '::', tls: { enabled: false }, service: { plaintext: { enabled: true } } });
   const c2 = loaded(scoped);
   t.equal(c2.namespace, 'team-a');
   t.equal(c2.listen.host, '::');
   t.equal(c2.tlsCert, undefined, 'no TLS files without TLS');
+  t.equal(configYaml(scoped)['max-connection-age'], '0s', 'max-connection-age off by default');
 });
 
 t.test('session key: a Secret made once per release, or the operator\'s; mounted, never fetched', async (t) => {
@@ -501,6 +506,9 @@ const BAD: { what: string; values: Values; message: RegExp; template?: true }[] 
   { what: 'session key data key with a slash', values: { sessions: { key: { secretKey: 'keys/current' } } }, message: /at '\/sessions\/key\/secretKey': 'keys\/current' does not match pattern/ },
   { what: 'unknown sessions value (typo)', values: { sessions: { key: { existingSecrets: 'k' } } }, message: /at '\/sessions\/key': additional properties 'existingSecrets' not allowed/ },
   { what: 'duration without a unit', values: { config: { 'idle-timeout': '30' } }, message: /at '\/config\/idle-timeout': '30' does not match pattern/ },
+  { what: 'max connection age without a unit', values: { config: { 'max-connection-age': '1800' } }, message: /at '\/config\/max-connection-age': '1800' does not match pattern/ },
+  { what: 'negative max connection age', values: { config: { 'max-connection-age': '-5m' } }, message: /at '\/config\/max-connection-age': '-5m' does not match pattern/ },
+  { what: 'max connection age as a number', values: { config: { 'max-connection-age': 1800 } }, message: /at '\/config\/max-connection-age': got number, want string/ },
   { what: 'unknown log level', values: { config: { 'log-level': 'verbose' } }, message: /at '\/config\/log-level': value must be one of 'debug', 'info', 'warn', 'error'/ },
   { what: 'drain timeout as a duration string', values: { shutdown: { drainTimeoutSeconds: '30s' } }, message: /at '\/shutdown\/drainTimeoutSeconds': got string, want integer/ },
   { what: 'invalid namespace name', values: { watchNamespace: 'Team_A' }, message: /at '\/watchNamespace': 'Team_A' does not match pattern/ },
