@@ -489,6 +489,10 @@ t.test('NOTES: how to create a key and call a function', async (t) => {
   t.match(notes, 'grpc.example.com:10081');
   t.match(notes, 'kubectl -n gateway create secret tls fngate-tls');
   t.match(notes, 'kind: Function');
+  t.notMatch(notes, 'session-key', 'the chart-made session key needs no step');
+  const own = await helm(['install', 'fngate', CHART, '-n', NS, '--dry-run=client', '-f', valuesFile({ sessions: { key: { existingSecret: 'gw-keys' } } })]);
+  t.equal(own.code, 0, own.stderr);
+  t.match(own.stdout.slice(own.stdout.indexOf('NOTES:')), 'kubectl -n gateway create secret generic gw-keys --from-literal=key="$(openssl rand -base64 48)"');
 });
 
 // Bad values: each stops `helm template` (and so install/upgrade) with a message naming the
