@@ -1,7 +1,7 @@
 // The helm chart against a REAL kube-apiserver (test/helpers/kube.ts): `helm install
 // --no-hooks` (which also creates the Function CRD from crds/) and `helm upgrade` succeed,
-// the generated session key surviving upgrades, uninstall and reinstall (`lookup`,
-// resource-policy keep);
+// the generated session key (also once rotated by hand) surviving upgrades, uninstall and
+// reinstall (`lookup`, resource-policy keep);
 // the rendered output of every main value combination passes `kubectl apply
 // --dry-run=server` (admission, schema and RBAC-escalation checks included); and the
 // installed ServiceAccount may do exactly what the gateway needs, no more, as the API
@@ -120,11 +120,15 @@ t.test('helm upgrade: new values roll out; HPA replaces the replica count', asyn
   const history = JSON.parse(await helmOk(['history', 'fngate', '-n', 'fngate', '-o', 'json'])) as { revision: number; status: string }[];
   t.same(history.map((h) => [h.revision, h.status]), [[1, 'superseded'], [2, 'deployed']]);
   t.equal(await sessionKey('fngate', 'fngate-session-key'), installedKey, 'the upgrade kept the session key (lookup)');
+  // A key rotated by hand (docs/operating.md: a second line, then first) is what the next
+  // upgrade keeps, not the value helm last applied.
+  const rotated = Buffer.from(`${'n'.repeat(40)}\n${Buffer.from(installedKey, 'base64').toString('utf8')}\n`).toString('base64');
+  await kube.kubectlOk(['-n', 'fngate', 'patch', 'secret', 'fngate-session-key', '-p', JSON.stringify({ data: { key: rotated } })]);
   // And back: upgrade to the defaults removes the HPA and the plaintext port again.
   await helmOk(['upgrade', 'fngate', CHART, '-n', 'fngate', '--no-hooks', '-f', valuesFile({ domain: 'example.com' })]);
   t.not((await kube.kubectl(['-n', 'fngate', 'get', 'hpa', 'fngate'])).code, 0, 'HPA removed');
   t.equal(await kube.kubectlOk(['-n', 'fngate', 'get', 'service', 'fngate', '-o', 'jsonpath={.spec.ports[*].name}']), 'grpc-tls');
-  t.equal(await sessionKey('fngate', 'fngate-session-key'), installedKey, 'and the next one too');
+  t.equal(await sessionKey('fngate', 'fngate-session-key'), rotated, 'an upgrade keeps a rotated key as it is');
 });
 
 // The verbs the gateway's ServiceAccount may use, as the API server's authorizer says.
