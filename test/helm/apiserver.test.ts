@@ -1,5 +1,7 @@
 // The helm chart against a REAL kube-apiserver (test/helpers/kube.ts): `helm install
-// --no-hooks` (which also creates the Function CRD from crds/) and `helm upgrade` succeed;
+// --no-hooks` (which also creates the Function CRD from crds/) and `helm upgrade` succeed,
+// the generated session key (also once rotated by hand) surviving upgrades, uninstall and
+// reinstall (`lookup`, resource-policy keep);
 // the rendered output of every main value combination passes `kubectl apply
 // --dry-run=server` (admission, schema and RBAC-escalation checks included); and the
 // installed ServiceAccount may do exactly what the gateway needs, no more, as the API
@@ -29,6 +31,12 @@ async function helmOk(args: string[]): Promise<string> {
 }
 
 const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kube.kubectlOk([...args, '-o', 'json'])) as T;
+
+/** The session key the chart generated for a release (data key `key`, base64 as stored). */
+const sessionKey = (ns: string, secret: string): Promise<string> => kube.kubectlOk(['-n', ns, 'get', 'secret', secret, '-o', 'jsonpath={.data.key}']);
+// Release fngate's, as first installed: every upgrade must keep it, or every session id
+// the gateways issued stops opening.
+let installedKey = '';
 
 // cert-manager and the Prometheus Operator are not installed: stand-ins for their CRDs
 // (group, kind and version as the real ones; any spec), so the combinations that render a
@@ -69,9 +77,12 @@ t.test('helm install --no-hooks: the release, the CRD and every object', async (
     ['poddisruptionbudget', 'fngate'],
     ['role', 'fngate-leases'],
     ['rolebinding', 'fngate-leases'],
+    ['secret', 'fngate-session-key'],
   ] as const) {
     t.equal((await kube.kubectl(['-n', 'fngate', 'get', kind, name])).code, 0, `${kind}/${name}`);
   }
+  installedKey = await sessionKey('fngate', 'fngate-session-key');
+  t.match(Buffer.from(installedKey, 'base64').toString('utf8'), /^[A-Za-z0-9]{64}$/, 'a generated 64-character session key');
   t.equal((await kube.kubectl(['get', 'clusterrole', 'fngate'])).code, 0, 'clusterrole/fngate');
   t.equal((await kube.kubectl(['get', 'clusterrolebinding', 'fngate'])).code, 0, 'clusterrolebinding/fngate');
   const svc = await json<{ spec: { type: string; ports: { name: string; port: number; nodePort?: number }[] } }>(['-n', 'fngate', 'get', 'service', 'fngate']);
@@ -108,10 +119,16 @@ t.test('helm upgrade: new values roll out; HPA replaces the replica count', asyn
   t.equal(ports, 'grpc-tls grpc-h2c');
   const history = JSON.parse(await helmOk(['history', 'fngate', '-n', 'fngate', '-o', 'json'])) as { revision: number; status: string }[];
   t.same(history.map((h) => [h.revision, h.status]), [[1, 'superseded'], [2, 'deployed']]);
+  t.equal(await sessionKey('fngate', 'fngate-session-key'), installedKey, 'the upgrade kept the session key (lookup)');
+  // A key rotated by hand (docs/operating.md: a second line, then first) is what the next
+  // upgrade keeps, not the value helm last applied.
+  const rotated = Buffer.from(`${'n'.repeat(40)}\n${Buffer.from(installedKey, 'base64').toString('utf8')}\n`).toString('base64');
+  await kube.kubectlOk(['-n', 'fngate', 'patch', 'secret', 'fngate-session-key', '-p', JSON.stringify({ data: { key: rotated } })]);
   // And back: upgrade to the defaults removes the HPA and the plaintext port again.
   await helmOk(['upgrade', 'fngate', CHART, '-n', 'fngate', '--no-hooks', '-f', valuesFile({ domain: 'example.com' })]);
   t.not((await kube.kubectl(['-n', 'fngate', 'get', 'hpa', 'fngate'])).code, 0, 'HPA removed');
   t.equal(await kube.kubectlOk(['-n', 'fngate', 'get', 'service', 'fngate', '-o', 'jsonpath={.spec.ports[*].name}']), 'grpc-tls');
+  t.equal(await sessionKey('fngate', 'fngate-session-key'), rotated, 'an upgrade keeps a rotated key as it is');
 });
 
 // The verbs the gateway's ServiceAccount may use, as the API server's authorizer says.
@@ -167,7 +184,9 @@ t.test('RBAC: the ServiceAccount may do exactly what the gateway needs', async (
 
 t.test('namespace-scoped install: a Role in the watched namespace only', async (t) => {
   await kube.kubectlOk(['create', 'namespace', 'team-a']);
-  await helmOk(['install', 'edge', CHART, '-n', 'edge', '--create-namespace', '--no-hooks', '-f', valuesFile({ watchNamespace: 'team-a', tls: { secretName: 'edge-cert' } })]);
+  const edgeValues = valuesFile({ watchNamespace: 'team-a', tls: { secretName: 'edge-cert' } });
+  await helmOk(['install', 'edge', CHART, '-n', 'edge', '--create-namespace', '--no-hooks', '-f', edgeValues]);
+  const key = await sessionKey('edge', 'edge-fngate-session-key');
   const sa = 'system:serviceaccount:edge:edge-fngate';
   t.equal((await kube.kubectl(['get', 'clusterrole', 'edge-fngate'])).code === 0, false, 'no ClusterRole');
   t.same(await allowed(sa, 'team-a', 'edge'), [...GATEWAY, ...LEASES], 'in team-a (+ leases in edge)');
@@ -176,6 +195,11 @@ t.test('namespace-scoped install: a Role in the watched namespace only', async (
   t.same(JSON.parse(args), ['serve', '--kubernetes', '--namespace', 'team-a', '--config', '/etc/fngate/config.yaml']);
   await helmOk(['uninstall', 'edge', '-n', 'edge']);
   t.not((await kube.kubectl(['-n', 'team-a', 'get', 'role', 'edge-fngate'])).code, 0, 'uninstall removes the Role');
+  t.equal(await sessionKey('edge', 'edge-fngate-session-key'), key, 'uninstall leaves the session key (resource-policy keep)');
+  // Installed again under the same name, the release adopts the kept Secret and its value.
+  await helmOk(['install', 'edge', CHART, '-n', 'edge', '--no-hooks', '-f', edgeValues]);
+  t.equal(await sessionKey('edge', 'edge-fngate-session-key'), key, 'a reinstall keeps the session key');
+  await helmOk(['uninstall', 'edge', '-n', 'edge']);
 });
 
 t.test('kubectl apply --dry-run=server accepts every main combination', async (t) => {

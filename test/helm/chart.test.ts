@@ -1,7 +1,8 @@
 // The helm chart (deploy/helm/fngate) without a cluster: `helm lint --strict`, the objects
 // `helm template` renders for the main value combinations (kinds, the exact RBAC rules,
-// security context, probes, ports, config.yaml accepted by the gateway's own config loader),
-// and values.schema.json / template checks refusing bad values with clear messages.
+// security context, probes, ports, the session-key Secret and its mount, config.yaml
+// accepted by the gateway's own config loader), and values.schema.json / template checks
+// refusing bad values with clear messages.
 // helm comes from `make helm-tools` (.cache/bin/helm; FNGATE_HELM overrides).
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -62,14 +63,18 @@ interface Container {
   lifecycle?: { preStop: { sleep?: { seconds: number }; exec?: { command: string[] } } };
   securityContext: Record<string, unknown>;
   resources: Record<string, unknown>;
-  volumeMounts: { name: string; mountPath: string; subPath?: string }[];
+  volumeMounts: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[];
 }
 interface PodSpec {
   serviceAccountName: string;
   terminationGracePeriodSeconds: number;
   securityContext: Record<string, unknown>;
   containers: Container[];
-  volumes: { name: string; secret?: { secretName: string }; configMap?: { name: string } }[];
+  volumes: {
+    name: string;
+    secret?: { secretName: string; items?: { key: string; path: string }[]; defaultMode?: number };
+    configMap?: { name: string };
+  }[];
   topologySpreadConstraints?: { topologyKey: string; whenUnsatisfiable: string; labelSelector: unknown }[];
 }
 interface Deployment extends K8sObject {
@@ -126,6 +131,7 @@ t.test('helm lint --strict passes for the default values and every combination',
     { autoscaling: { enabled: true } },
     { watchNamespace: 'team-a' },
     { serviceMonitor: { enabled: true }, networkPolicy: { enabled: true } },
+    { sessions: { key: { existingSecret: 'gateway-session-keys', secretKey: 'keys' } } },
   ];
   for (const values of combos) {
     const r = await helm(['lint', '--strict', CHART, '--kube-version', KUBE_VERSION, '-f', valuesFile(values)]);
@@ -146,6 +152,7 @@ t.test('default values: the objects, and no optional ones', async (t) => {
     'PodDisruptionBudget/fngate',
     'Role/fngate-leases',
     'RoleBinding/fngate-leases',
+    'Secret/fngate-session-key',
     'Service/fngate',
     'Service/fngate-admin',
     'ServiceAccount/fngate',
@@ -247,16 +254,23 @@ t.test('Deployment: command, env, ports, probes, security, shutdown, spread', as
   const old = await helm(['template', 'fngate', CHART, '-n', NS, '--kube-version', '1.29.0']);
   t.equal(old.code, 0, old.stderr);
   t.match(old.stdout, /preStop:\n\s+exec:\n\s+command: \[sleep, "10"\]/, 'Kubernetes < 1.30: exec sleep instead of the sleep action');
-  // Volumes: config.yaml, the TLS Secret (not a subPath, so renewals show), a writable /tmp.
+  // Volumes: config.yaml, the TLS Secret and the session key (not subPaths, so renewals and
+  // rotations show), a writable /tmp.
   t.same(
     c.volumeMounts.map((m) => [m.name, m.mountPath, m.subPath]),
     [
       ['config', '/etc/fngate/config.yaml', 'config.yaml'],
       ['tls', '/etc/fngate/tls', undefined],
+      ['session-key', '/etc/fngate/session-key', undefined],
       ['tmp', '/tmp', undefined],
     ],
   );
-  t.match(pod.volumes, [{ name: 'config', configMap: { name: FULLNAME } }, { name: 'tls', secret: { secretName: 'fngate-tls' } }, { name: 'tmp' }]);
+  t.match(pod.volumes, [
+    { name: 'config', configMap: { name: FULLNAME } },
+    { name: 'tls', secret: { secretName: 'fngate-tls' } },
+    { name: 'session-key', secret: { secretName: 'fngate-session-key' } },
+    { name: 'tmp' },
+  ]);
   t.same(
     pod.topologySpreadConstraints?.map((s) => [s.topologyKey, s.whenUnsatisfiable]),
     [
@@ -273,7 +287,9 @@ t.test('Deployment: command, env, ports, probes, security, shutdown, spread', as
 });
 
 t.test('config.yaml: what the gateway is given, accepted by its own config loader', async (t) => {
-  const objs = await render({ config: { 'log-level': 'debug', 'jwks-url': 'https://id.example.com/jwks.json', 'jwt-issuer': 'https://id.example.com/' } });
+  const objs = await render({
+    config: { 'log-level': 'debug', 'max-connection-age': '30m', 'jwks-url': 'https://id.example.com/jwks.json', 'jwt-issuer': 'https://id.example.com/' },
+  });
   const cfg = configYaml(objs);
   t.same(cfg, {
     admin: '0.0.0.0:9090',
@@ -284,6 +300,8 @@ t.test('config.yaml: what the gateway is given, accepted by its own config loade
     'jwt-issuer': 'https://id.example.com/',
     listen: '0.0.0.0:10081',
     'log-level': 'debug',
+    'max-connection-age': '30m',
+    'session-key-file': '/etc/fngate/session-key/key',
     'session-linger': '30s',
     'tls-cert': '/etc/fngate/tls/tls.crt',
     'tls-key': '/etc/fngate/tls/tls.key',
@@ -307,11 +325,63 @@ t.test('config.yaml: what the gateway is given, accepted by its own config loade
   t.equal(config.drainTimeoutMs, 30_000);
   t.equal(config.logLevel, 'debug');
   t.equal(config.jwksUrl, 'https://id.example.com/jwks.json');
+  // (the loader accepting session-key-file and max-connection-age is the check that the
+  // gateway knows those flags)
   const scoped = await render({ watchNamespace: 'team-a', bindAddress: '::', tls: { enabled: false }, service: { plaintext: { enabled: true } } });
   const c2 = loaded(scoped);
   t.equal(c2.namespace, 'team-a');
   t.equal(c2.listen.host, '::');
   t.equal(c2.tlsCert, undefined, 'no TLS files without TLS');
+  t.equal(configYaml(scoped)['max-connection-age'], '0s', 'max-connection-age off by default');
+});
+
+t.test('session key: a Secret made once per release, or the operator\'s; mounted, never fetched', async (t) => {
+  type Secret = K8sObject & { type: string; data: Record<string, string> };
+  const secretValue = (objs: K8sObject[], dataKey = 'key'): string => {
+    const secret = find(objs, 'Secret', `${FULLNAME}-session-key`) as Secret;
+    t.same(Object.keys(secret.data), [dataKey], 'one data key');
+    return Buffer.from(secret.data[dataKey] ?? '', 'base64').toString('utf8');
+  };
+  const objs = await render();
+  const secret = find(objs, 'Secret', `${FULLNAME}-session-key`) as Secret;
+  t.equal(secret.metadata.namespace, NS);
+  t.equal(secret.type, 'Opaque');
+  t.equal(secret.metadata.annotations?.['helm.sh/resource-policy'], 'keep', 'helm uninstall leaves it (and its sessions valid)');
+  const value = secretValue(objs);
+  t.match(value, /^[A-Za-z0-9]{64}$/, 'one key line of 64 random characters (the gateway wants >= 32)');
+  // helm template has no cluster to look the live Secret up in (apiserver.test.ts checks
+  // that an upgrade keeps it), so each render makes a new one.
+  t.not(secretValue(await render()), value, 'random per render without a live Secret');
+
+  // Mounted read-only as a directory (a rotated key appears in place), the data key mapped
+  // to the file config.yaml names; 0440, readable by the non-root user through fsGroup.
+  const pod = deployment(objs).spec.template.spec;
+  t.same(pod.volumes.find((v) => v.name === 'session-key'), {
+    name: 'session-key',
+    secret: { secretName: 'fngate-session-key', items: [{ key: 'key', path: 'key' }], defaultMode: 0o440 },
+  });
+  t.same(container(objs).volumeMounts.find((m) => m.name === 'session-key'), { name: 'session-key', mountPath: '/etc/fngate/session-key', readOnly: true });
+  t.equal(configYaml(objs)['session-key-file'], '/etc/fngate/session-key/key', '--session-key-file, in config.yaml like the TLS files');
+  t.match(pod.securityContext, { runAsUser: 1000, fsGroup: 1000 });
+  t.notOk(container(objs).args.some((a) => a.includes('session-key')), 'not on the command line too');
+
+  // Another data key name: the Secret and the mount follow, the file stays the same.
+  const renamed = await render({ sessions: { key: { secretKey: 'current' } } });
+  t.match(secretValue(renamed, 'current'), /^[A-Za-z0-9]{64}$/);
+  t.same(deployment(renamed).spec.template.spec.volumes.find((v) => v.name === 'session-key')?.secret?.items, [{ key: 'current', path: 'key' }]);
+  t.equal(configYaml(renamed)['session-key-file'], '/etc/fngate/session-key/key');
+
+  // The operator's Secret: none made, theirs mounted.
+  const own = await render({ sessions: { key: { existingSecret: 'gateway-session-keys', secretKey: 'keys.txt' } } });
+  t.notOk(own.some((o) => o.kind === 'Secret'), 'the chart makes no Secret');
+  t.same(deployment(own).spec.template.spec.volumes.find((v) => v.name === 'session-key')?.secret, {
+    secretName: 'gateway-session-keys',
+    items: [{ key: 'keys.txt', path: 'key' }],
+    defaultMode: 0o440,
+  });
+  t.equal(configYaml(own)['session-key-file'], '/etc/fngate/session-key/key');
+  // The gateway reads the file, not the API: RBAC is the same either way.
+  t.same((find(own, 'ClusterRole') as RoleObject).rules, GATEWAY_RULES);
 });
 
 t.test('Service: LoadBalancer, 443 -> TLS; plaintext on and off; externalTrafficPolicy', async (t) => {
@@ -419,6 +489,10 @@ t.test('NOTES: how to create a key and call a function', async (t) => {
   t.match(notes, 'grpc.example.com:10081');
   t.match(notes, 'kubectl -n gateway create secret tls fngate-tls');
   t.match(notes, 'kind: Function');
+  t.notMatch(notes, 'session-key', 'the chart-made session key needs no step');
+  const own = await helm(['install', 'fngate', CHART, '-n', NS, '--dry-run=client', '-f', valuesFile({ sessions: { key: { existingSecret: 'gw-keys' } } })]);
+  t.equal(own.code, 0, own.stderr);
+  t.match(own.stdout.slice(own.stdout.indexOf('NOTES:')), 'kubectl -n gateway create secret generic gw-keys --from-literal=key="$(openssl rand -base64 48)"');
 });
 
 // Bad values: each stops `helm template` (and so install/upgrade) with a message naming the
@@ -430,7 +504,15 @@ const BAD: { what: string; values: Values; message: RegExp; template?: true }[] 
   { what: 'port out of range', values: { service: { port: 70000 } }, message: /at '\/service\/port': maximum: got 70,?000, want 65,?535/ },
   { what: 'unknown gateway setting (typo)', values: { config: { 'idle-timout': '10s' } }, message: /at '\/config': additional properties 'idle-timout' not allowed/ },
   { what: 'a setting the chart owns', values: { config: { listen: ':8080' } }, message: /at '\/config': additional properties 'listen' not allowed/ },
+  { what: 'the session key file (the chart mounts it)', values: { config: { 'session-key-file': '/keys' } }, message: /at '\/config': additional properties 'session-key-file' not allowed/ },
+  { what: 'session key Secret not a DNS-1123 name', values: { sessions: { key: { existingSecret: 'Gateway_Keys' } } }, message: /at '\/sessions\/key\/existingSecret': 'Gateway_Keys' does not match pattern/ },
+  { what: 'empty session key data key', values: { sessions: { key: { secretKey: '' } } }, message: /at '\/sessions\/key\/secretKey': minLength: got 0, want 1/ },
+  { what: 'session key data key with a slash', values: { sessions: { key: { secretKey: 'keys/current' } } }, message: /at '\/sessions\/key\/secretKey': 'keys\/current' does not match pattern/ },
+  { what: 'unknown sessions value (typo)', values: { sessions: { key: { existingSecrets: 'k' } } }, message: /at '\/sessions\/key': additional properties 'existingSecrets' not allowed/ },
   { what: 'duration without a unit', values: { config: { 'idle-timeout': '30' } }, message: /at '\/config\/idle-timeout': '30' does not match pattern/ },
+  { what: 'max connection age without a unit', values: { config: { 'max-connection-age': '1800' } }, message: /at '\/config\/max-connection-age': '1800' does not match pattern/ },
+  { what: 'negative max connection age', values: { config: { 'max-connection-age': '-5m' } }, message: /at '\/config\/max-connection-age': '-5m' does not match pattern/ },
+  { what: 'max connection age as a number', values: { config: { 'max-connection-age': 1800 } }, message: /at '\/config\/max-connection-age': got number, want string/ },
   { what: 'unknown log level', values: { config: { 'log-level': 'verbose' } }, message: /at '\/config\/log-level': value must be one of 'debug', 'info', 'warn', 'error'/ },
   { what: 'drain timeout as a duration string', values: { shutdown: { drainTimeoutSeconds: '30s' } }, message: /at '\/shutdown\/drainTimeoutSeconds': got string, want integer/ },
   { what: 'invalid namespace name', values: { watchNamespace: 'Team_A' }, message: /at '\/watchNamespace': 'Team_A' does not match pattern/ },

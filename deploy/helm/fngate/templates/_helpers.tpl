@@ -55,6 +55,16 @@ app.kubernetes.io/part-of: fngate
 {{- default (printf "%s-tls" (include "fngate.fullname" .)) .Values.tls.secretName }}
 {{- end }}
 
+{{/* The Secret with the session-sealing key: the operator's, or the one the chart makes. */}}
+{{- define "fngate.sessionKeySecretName" -}}
+{{- default (printf "%s-session-key" (include "fngate.fullname" .)) .Values.sessions.key.existingSecret }}
+{{- end }}
+
+{{/* Where the gateway reads it (--session-key-file); the volume maps the data key to "key". */}}
+{{- define "fngate.sessionKeyFile" -}}
+/etc/fngate/session-key/key
+{{- end }}
+
 {{/* Host part of a listen address: IPv6 needs brackets. */}}
 {{- define "fngate.listenAddr" -}}
 {{- $host := .host }}
