@@ -12,10 +12,9 @@ import { parse } from 'yaml';
 import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { writeFunctionsDir } from '../helpers/files.ts';
-import { FNGATE_ENTRY, REPO_ROOT, startGateway, startLocal } from '../helpers/gateway.ts';
+import { FNGATE_ENTRY, REPO_ROOT, SESSION_ID, startGateway, startLocal } from '../helpers/gateway.ts';
 import { PYTHON } from '../helpers/python.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface Run {
   code: number | null;
@@ -207,7 +206,7 @@ t.test('fngate local: the printed instructions work with the three example clien
   t.match(node.stdout, /^Chat: .*Bob/m);
   const nodeIds = reqids(node.stdout);
   t.equal(nodeIds.length, 3, `node: an nvcf-reqid per call: ${nodeIds.join(', ')}`);
-  t.ok(nodeIds.every((id) => UUID.test(id)), 'node: each is a session id');
+  t.ok(nodeIds.every((id) => SESSION_ID.test(id)), 'node: each is a session id');
   t.equal(new Set(nodeIds).size, 1, 'node: one channel, one session');
 
   const py = await run(PYTHON, [resolve(REPO_ROOT, pythonPath ?? '')], { env });
@@ -218,7 +217,7 @@ t.test('fngate local: the printed instructions work with the three example clien
   t.match(py.stdout, /^Chat: .*Bob/m);
   const pyIds = reqids(py.stdout);
   t.equal(pyIds.length, 3, `python: an nvcf-reqid per call: ${pyIds.join(', ')}`);
-  t.ok(pyIds.every((id) => UUID.test(id)), 'python: each is a session id');
+  t.ok(pyIds.every((id) => SESSION_ID.test(id)), 'python: each is a session id');
   t.equal(new Set(pyIds).size, 1, 'python: one channel, one session');
   t.not(pyIds[0], nodeIds[0], 'another client, another session');
 
@@ -228,7 +227,7 @@ t.test('fngate local: the printed instructions work with the three example clien
   t.equal(sh.stdout.match(/^== /gm)?.length, 3, 'grpcurl.sh: three calls');
   const shIds = reqids(sh.stdout);
   t.equal(shIds.length, 3, `grpcurl.sh: an nvcf-reqid per call: ${shIds.join(', ')}`);
-  t.ok(shIds.every((id) => UUID.test(id)), 'grpcurl.sh: each is a session id');
+  t.ok(shIds.every((id) => SESSION_ID.test(id)), 'grpcurl.sh: each is a session id');
 
   // The grpcurl command printed above the examples works as printed, too.
   const printed = /^ *(grpcurl -plaintext[\s\S]*?helloworld\.Greeter\/SayHello)$/m.exec(out)?.[1];

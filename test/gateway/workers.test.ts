@@ -1,4 +1,5 @@
-// --workers N: N processes share the listeners; each serves calls, and SIGTERM drains them all.
+// --workers N: N processes share the listeners; each serves calls, session ids resume on any
+// of them, and SIGTERM drains them all.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +36,14 @@ t.test('two workers serve calls from many connections and drain on SIGTERM', asy
   const results = await Promise.all(clients.map((c) => c.unary(md, { payload: Buffer.from('hi') })));
   t.same(results.map((r) => r.status), results.map(() => OK), 'every connection is served');
   t.equal(new Set(results.map((r) => String(r.initial['nvcf-reqid']))).size, 12, 'one session per connection');
+
+  // The primary hands both workers one session secret: an id resumes on whichever worker
+  // the next connection lands on (with a key per worker, about half of these would fail).
+  const id = String(results[0]?.initial['nvcf-reqid']);
+  const resumers = Array.from({ length: 8 }, () => echoClient(gw.h2c));
+  t.teardown(() => resumers.forEach((c) => c.close()));
+  const resumed = await Promise.all(resumers.map((c) => c.unary({ ...md, 'nvcf-reqid': id })));
+  t.same(resumed.map((r) => [r.status, r.initial['nvcf-reqid']]), resumed.map(() => [OK, id]), 'every new connection resumes the session, on either worker');
 
   // A stream in flight when SIGTERM arrives completes before the workers exit.
   const held = clients[0]!.serverStream({ ...md, 'x-echo-sleep-ms': '300' }, { count: 4 });

@@ -4,6 +4,8 @@
 // session's upstream connection closing with the client's.
 import t from 'tap';
 import type { Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { ServerHttp2Session } from 'node:http2';
 import { join } from 'node:path';
@@ -17,6 +19,7 @@ import type { TestFunction } from '../helpers/files.ts';
 import { metric, metricsText, startGateway, SESSION_ID } from '../helpers/gateway.ts';
 import type { GatewayProcess, LogLine } from '../helpers/gateway.ts';
 import { grpcFrame } from '../helpers/http2-raw.ts';
+import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import type { PyCall } from '../helpers/python.ts';
 import { sleep, waitFor, waitForAsync } from '../helpers/wait.ts';
@@ -25,6 +28,8 @@ const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
 const NO_SESSION = 'no existing session found';
 const LINGER_MS = 2000;
+const SESSION_SECRET = randomBytes(32).toString('hex');
+const SESSION_KEYS = SessionKeyRing.fromSecrets([SESSION_SECRET]);
 
 /** Enough of a tap Test to register cleanups. */
 interface Teardown {
@@ -70,7 +75,10 @@ async function setup(t: Teardown, names: string[], functions: (b: EchoBackend[])
   writeKeysFile(keysFile, [{ name: 'tester', key, functions: '*' }]);
   const fnDir = join(dir, 'functions');
   writeFunctionsDir(fnDir, functions(backends));
+  const sessionKeyFile = join(dir, 'session.key');
+  writeFileSync(sessionKeyFile, `${SESSION_SECRET}\n`);
   gw = await startGateway([
+    '--session-key-file', sessionKeyFile,
     '--functions', fnDir,
     '--api-keys', keysFile,
     '--session-linger', `${LINGER_MS / 1000}s`,
@@ -106,7 +114,14 @@ async function setup(t: Teardown, names: string[], functions: (b: EchoBackend[])
   };
 }
 
+/** The session id (nvcf-reqid) a response carried: what a client sends back to resume. */
 const reqid = (r: CallResult): string | undefined => (typeof r.initial['nvcf-reqid'] === 'string' ? r.initial['nvcf-reqid'] : undefined);
+/**
+ * The session an id names (its sid). Ids are resealed as they age, so "the same session" is
+ * the same sid, not always the same id; the tests share the gateway's key to read it.
+ */
+const sidOf = (token: string | undefined): string | undefined => (token === undefined ? undefined : (SESSION_KEYS.open(token)?.sid ?? `not a session id: ${token}`));
+const sess = (r: CallResult): string | undefined => sidOf(reqid(r));
 const summary = (r: CallResult): string => `status ${r.status} ${JSON.stringify(r.details)} backend ${r.reply?.backend ?? '-'} reqid ${reqid(r) ?? '-'}`;
 const fn = (name: string, functionId: string, endpoints: string[], more: Partial<TestFunction> = {}): TestFunction => ({
   name,
@@ -125,9 +140,8 @@ t.test('50 unary calls on one grpc-js channel: one backend, one session id, one 
   t.same(results.filter((r) => r.status !== 0).map(summary), [], 'every call OK');
   const served = new Set(results.map((r) => r.reply?.backend));
   t.equal(served.size, 1, `one backend served all: ${[...served].join(',')}`);
-  const ids = new Set(results.map(reqid));
-  t.equal(ids.size, 1, 'one nvcf-reqid');
-  t.match([...ids][0], SESSION_ID, 'the session id');
+  t.equal(new Set(results.map(sess)).size, 1, 'one session (nvcf-reqid)');
+  t.match(reqid(results[0] as CallResult), SESSION_ID, 'a session id');
   const backend = env.backends.find((b) => served.has(b.name));
   t.equal(backend?.calls, 50, 'that backend saw all 50 calls');
   t.equal(backend?.peers.size, 1, 'over exactly one upstream connection');
@@ -141,9 +155,8 @@ t.test('50 unary calls on one Python channel: one backend, one session id, one u
   t.same(out.calls.filter((c) => c.code !== 'OK').map((c) => `${c.code} ${c.details}`), [], 'every call OK');
   const served = new Set(out.calls.map((c) => c.backend));
   t.equal(served.size, 1, `one backend served all: ${[...served].join(',')}`);
-  const ids = new Set(out.calls.map((c) => c.initial_metadata['nvcf-reqid']));
-  t.equal(ids.size, 1, 'one nvcf-reqid');
-  t.match([...ids][0], SESSION_ID);
+  t.equal(new Set(out.calls.map((c) => sidOf(c.initial_metadata['nvcf-reqid']))).size, 1, 'one session (nvcf-reqid)');
+  t.match(out.calls[0]?.initial_metadata['nvcf-reqid'], SESSION_ID);
   const backend = env.backends.find((b) => served.has(b.name));
   t.equal(backend?.calls, 50);
   t.equal(backend?.peers.size, 1, 'over exactly one upstream connection');
@@ -187,7 +200,7 @@ t.test('20 grpc-js channels: sessions spread by fewest sessions, 5 per backend',
   for (let round = 0; round < 3; round++) {
     for (const [i, c] of clients.entries()) perChannel[i]?.push(await c.unary(env.md('fn-pin')));
   }
-  checkSpread(t, env, perChannel.map((calls) => calls.map((r) => ({ ok: r.status === 0, backend: r.reply?.backend, id: reqid(r) }))));
+  checkSpread(t, env, perChannel.map((calls) => calls.map((r) => ({ ok: r.status === 0, backend: r.reply?.backend, id: sess(r) }))));
 });
 
 t.test('20 Python channels: sessions spread by fewest sessions, 5 per backend', async (t) => {
@@ -196,7 +209,7 @@ t.test('20 Python channels: sessions spread by fewest sessions, 5 per backend', 
   t.equal(out.calls.length, 60);
   const perChannel: PyCall[][] = Array.from({ length: 20 }, () => []);
   for (const c of out.calls) perChannel[c.channel]?.push(c);
-  checkSpread(t, env, perChannel.map((calls) => calls.map((c) => ({ ok: c.code === 'OK', backend: c.backend, id: c.initial_metadata['nvcf-reqid'] }))));
+  checkSpread(t, env, perChannel.map((calls) => calls.map((c) => ({ ok: c.code === 'OK', backend: c.backend, id: sidOf(c.initial_metadata['nvcf-reqid']) }))));
 });
 
 t.test('another function on the same connection is another session', async (t) => {
@@ -208,14 +221,14 @@ t.test('another function on the same connection is another session', async (t) =
   t.equal(b1.status, 0, summary(b1));
   t.match(reqid(a1), SESSION_ID);
   t.match(reqid(b1), SESSION_ID);
-  t.not(reqid(b1), reqid(a1), 'a different nvcf-reqid');
+  t.not(sess(b1), sess(a1), 'a different nvcf-reqid');
   t.equal(a1.reply?.backend, 'b0');
   t.equal(b1.reply?.backend, 'b1', 'b0 already holds a session: the new one goes to the endpoint with fewer');
   for (let i = 0; i < 5; i++) {
     const a = await c.unary(env.md('fn-alpha'));
     const b = await c.unary(env.md('fn-beta'));
-    t.match([a.status, a.reply?.backend, reqid(a)], [0, 'b0', reqid(a1)], `round ${i}: alpha stays pinned`);
-    t.match([b.status, b.reply?.backend, reqid(b)], [0, 'b1', reqid(b1)], `round ${i}: beta stays pinned`);
+    t.match([a.status, a.reply?.backend, sess(a)], [0, 'b0', sess(a1)], `round ${i}: alpha stays pinned`);
+    t.match([b.status, b.reply?.backend, sess(b)], [0, 'b1', sess(b1)], `round ${i}: beta stays pinned`);
   }
   t.equal(env.backends[0]?.peers.size, 1, 'one upstream connection per session');
   t.equal(env.backends[1]?.peers.size, 1);
@@ -249,7 +262,7 @@ t.test('maxSessionsPerEndpoint: 1 with 2 endpoints', async (t) => {
   }
   t.equal(r4.status, 0, `new connection after c1 closed: ${summary(r4)}`);
   t.equal(r4.reply?.backend, 'b0', 'on the freed endpoint');
-  t.not(reqid(r4), reqid(r1), 'a new session');
+  t.not(sess(r4), sess(r1), 'a new session');
   t.ok(failures.every((s) => s === RESOURCE_EXHAUSTED), `only RESOURCE_EXHAUSTED until then: ${failures.join(',')}`);
   t.equal((await c3.unary(env.md('fn-capped'))).status, RESOURCE_EXHAUSTED, 'full again');
 });
@@ -266,17 +279,17 @@ t.test('resume by nvcf-reqid (header and cookie), within and after --session-lin
   // While live: a new connection (which would otherwise go to b1, the least loaded) resumes it.
   const c2 = env.client();
   const live = await c2.unary(env.md('fn-alpha', { 'nvcf-reqid': id }));
-  t.match([live.status, live.reply?.backend, reqid(live)], [0, 'b0', id], `resume while live: ${summary(live)}`);
+  t.match([live.status, live.reply?.backend, sess(live)], [0, 'b0', sidOf(id)], `resume while live: ${summary(live)}`);
   const again = await c2.unary(env.md('fn-alpha'));
-  t.match([again.status, again.reply?.backend, reqid(again)], [0, 'b0', id], 'later calls of that connection stay on it');
+  t.match([again.status, again.reply?.backend, sess(again)], [0, 'b0', sidOf(id)], 'later calls of that connection stay on it');
 
   // The cookie form, as a client that keeps the Set-Cookie would send it.
   const c3 = env.client();
   const cookie = await c3.unary(env.md('fn-alpha', { cookie: `nvcf-request-id=${id}` }));
-  t.match([cookie.status, cookie.reply?.backend, reqid(cookie)], [0, 'b0', id], `cookie: ${summary(cookie)}`);
+  t.match([cookie.status, cookie.reply?.backend, sess(cookie)], [0, 'b0', sidOf(id)], `cookie: ${summary(cookie)}`);
   const c3b = env.client();
   const cookieAmong = await c3b.unary(env.md('fn-alpha', { cookie: `theme=dark; nvcf-request-id=${id}; other=1` }));
-  t.match([cookieAmong.status, cookieAmong.reply?.backend, reqid(cookieAmong)], [0, 'b0', id], `cookie among others: ${summary(cookieAmong)}`);
+  t.match([cookieAmong.status, cookieAmong.reply?.backend, sess(cookieAmong)], [0, 'b0', sidOf(id)], `cookie among others: ${summary(cookieAmong)}`);
 
   // A made-up id, and an id of another function.
   const madeUp = await env.client().unary(env.md('fn-alpha', { 'nvcf-reqid': '5d0c7a36-8a55-4a8e-9a51-000000000000' }));
@@ -304,16 +317,17 @@ t.test('resume by nvcf-reqid (header and cookie), within and after --session-lin
   await waitForAsync(async () => (await env.sessionsOn(b0.address)) === 0 && b0.active === 0, 5000, 'gateway saw the connections close');
   const c4 = env.client();
   const resumed = await c4.unary(env.md('fn-alpha', { 'nvcf-reqid': id }));
-  t.match([resumed.status, resumed.reply?.backend, reqid(resumed)], [0, 'b0', id], `resume after close, within the linger: ${summary(resumed)}`);
+  t.match([resumed.status, resumed.reply?.backend, sess(resumed)], [0, 'b0', sidOf(id)], `resume after close, within the linger: ${summary(resumed)}`);
   c4.close();
   await waitForAsync(async () => (await env.sessionsOn(b0.address)) === 0, 5000, 'gateway saw c4 close');
   const py = await runPythonClient([...env.py('fn-alpha'), '-H', `nvcf-reqid=${id}`, 'unary', '--calls', '3']);
-  t.same(py.calls.map((c) => [c.code, c.backend, c.initial_metadata['nvcf-reqid']]), Array.from({ length: 3 }, () => ['OK', 'b0', id]), 'Python resumes it too');
+  t.same(py.calls.map((c) => [c.code, c.backend, sidOf(c.initial_metadata['nvcf-reqid'])]), Array.from({ length: 3 }, () => ['OK', 'b0', sidOf(id)]), 'Python resumes it too');
   await waitForAsync(async () => (await env.sessionsOn(b0.address)) === 0, 5000, 'gateway saw the Python channel close');
 
   // Nothing observable tells when a lingering session expires, and a successful resume would
-  // restart its linger: wait the linger out (plus the gateway's 1 s expiry granularity).
-  await sleep(LINGER_MS + 1500);
+  // restart its linger: wait the linger out, and the id's own validity (linger plus the reseal
+  // period, max(linger, 1 s), from when it was sealed), plus the gateway's 1 s sweep.
+  await sleep(LINGER_MS + Math.max(LINGER_MS, 1000) + 1500);
   const expired = await env.client().unary(env.md('fn-alpha', { 'nvcf-reqid': id }));
   t.match([expired.status, expired.details], [NOT_FOUND, NO_SESSION], `after the linger: ${summary(expired)}`);
   const expiredCookie = await env.client().unary(env.md('fn-alpha', { cookie: `nvcf-request-id=${id}` }));
@@ -340,14 +354,14 @@ t.test('pinned endpoint removed: the open stream runs on, the connection gets a 
   t.equal(next.status, 0, summary(next));
   t.ok(next.reply?.backend === 'b1' || next.reply?.backend === 'b2', `next RPC on another endpoint: ${summary(next)}`);
   t.match(reqid(next), SESSION_ID);
-  t.not(reqid(next), oldId, 'with a new session id');
+  t.not(sess(next), sidOf(oldId), 'with a new session id');
   t.ok(replies < 20, `... while the old stream is still open (${replies}/20 replies)`);
 
   const done = await stream;
   t.equal(done.status, 0, `the old stream completed: ${summary(done)}`);
   t.equal(done.replyCount, 20);
   t.same(new Set(done.replies.map((r) => r.backend)), new Set(['b0']), 'all of it on the old endpoint');
-  t.equal(reqid(done), oldId, 'under the old session id');
+  t.equal(sess(done), sidOf(oldId), 'under the old session id');
   t.equal(b0.cancelled, 0, 'nothing cut on the old endpoint');
 
   // The client connection pinned to b0 was sent a GOAWAY: grpc-js went on over a new one.
@@ -356,7 +370,7 @@ t.test('pinned endpoint removed: the open stream runs on, the connection gets a 
   const again = await c.unary(env.md('fn-moving'));
   t.match([later.status, again.status], [0, 0], `${summary(later)} / ${summary(again)}`);
   t.ok(later.reply?.backend === 'b1' || later.reply?.backend === 'b2', 'on a ready endpoint');
-  t.match([again.reply?.backend, reqid(again)], [later.reply?.backend, reqid(later)], 'and pinned there');
+  t.match([again.reply?.backend, sess(again)], [later.reply?.backend, sess(later)], 'and pinned there');
   t.equal(b0.calls, 2, 'the removed endpoint got no new call');
 });
 
@@ -381,34 +395,34 @@ t.test('promotion: activeVersion v1 -> v2 affects new sessions only', async (t) 
   // session, so the same endpoint and upstream connection (the other v1 endpoint holds fewer
   // sessions, so a new session would go there).
   const explicit = await c1.unary(env.md('fn-promo', { 'function-version-id': 'v1' }));
-  t.match([explicit.status, explicit.reply?.backend, reqid(explicit), explicit.reply?.peer], [0, 'v1a', id, pinnedPeer], `explicit v1 on the same connection: ${summary(explicit)}`);
+  t.match([explicit.status, explicit.reply?.backend, sess(explicit), explicit.reply?.peer], [0, 'v1a', sidOf(id), pinnedPeer], `explicit v1 on the same connection: ${summary(explicit)}`);
   // And the other way round: a session started naming v1, then a call naming no version while v1 is active.
   const c0 = env.client();
   const named0 = await c0.unary(env.md('fn-promo', { 'function-version-id': 'v1' }));
   t.equal(named0.status, 0, summary(named0));
   const implicit0 = await c0.unary(env.md('fn-promo'));
-  t.match([implicit0.status, implicit0.reply?.backend, reqid(implicit0), implicit0.reply?.peer], [0, named0.reply?.backend, reqid(named0), named0.reply?.peer], `no version after naming the active one: ${summary(implicit0)}`);
+  t.match([implicit0.status, implicit0.reply?.backend, sess(implicit0), implicit0.reply?.peer], [0, named0.reply?.backend, sess(named0), named0.reply?.peer], `no version after naming the active one: ${summary(implicit0)}`);
 
   await env.rewrite([fnV('v2', env.backends)], 'promo');
 
   const stays = await c1.unary(env.md('fn-promo'));
-  t.match([stays.status, stays.reply?.backend, reqid(stays), stays.reply?.peer], [0, 'v1a', id, pinnedPeer], `existing channel stays on v1: ${summary(stays)}`);
+  t.match([stays.status, stays.reply?.backend, sess(stays), stays.reply?.peer], [0, 'v1a', sidOf(id), pinnedPeer], `existing channel stays on v1: ${summary(stays)}`);
   const c2 = env.client();
   const fresh = await c2.unary(env.md('fn-promo'));
   t.match([fresh.status, fresh.reply?.backend], [0, 'v2a'], `new channel goes to v2: ${summary(fresh)}`);
-  t.not(reqid(fresh), id);
+  t.not(sess(fresh), sidOf(id));
   const c3 = env.client();
   const named = await c3.unary(env.md('fn-promo', { 'function-version-id': 'v1' }));
   t.equal(named.status, 0, `new channel naming v1: ${summary(named)}`);
   t.ok(named.reply?.backend === 'v1a' || named.reply?.backend === 'v1b', `... lands on v1: ${summary(named)}`);
-  t.not(reqid(named), id, '... in a session of its own');
+  t.not(sess(named), sidOf(id), '... in a session of its own');
   const stillExplicit = await c1.unary(env.md('fn-promo', { 'function-version-id': 'v1' }));
-  t.match([stillExplicit.status, stillExplicit.reply?.backend, reqid(stillExplicit)], [0, 'v1a', id], `explicit v1 on the old channel: ${summary(stillExplicit)}`);
+  t.match([stillExplicit.status, stillExplicit.reply?.backend, sess(stillExplicit)], [0, 'v1a', sidOf(id)], `explicit v1 on the old channel: ${summary(stillExplicit)}`);
   const v2OnOld = await c1.unary(env.md('fn-promo', { 'function-version-id': 'v2' }));
   t.match([v2OnOld.status, v2OnOld.reply?.backend], [0, 'v2a'], `explicit v2 on the old channel: ${summary(v2OnOld)}`);
-  t.not(reqid(v2OnOld), id, '... is another session');
+  t.not(sess(v2OnOld), sidOf(id), '... is another session');
   const pinnedAfter = await c1.unary(env.md('fn-promo'));
-  t.match([pinnedAfter.status, pinnedAfter.reply?.backend, reqid(pinnedAfter), pinnedAfter.reply?.peer], [0, 'v1a', id, pinnedPeer], 'still pinned to v1, on its one upstream connection');
+  t.match([pinnedAfter.status, pinnedAfter.reply?.backend, sess(pinnedAfter), pinnedAfter.reply?.peer], [0, 'v1a', sidOf(id), pinnedPeer], 'still pinned to v1, on its one upstream connection');
   const py = await runPythonClient([...env.py('fn-promo'), 'unary', '--calls', '2']);
   t.same(py.calls.map((c) => [c.code, c.backend]), [['OK', 'v2a'], ['OK', 'v2a']], 'a new Python channel goes to v2');
 });
@@ -486,7 +500,7 @@ t.test("the session's upstream connection closes with the client's", async (t) =
   c1.close();
   await waitFor(() => raw.closed === 1, 5000, "upstream connection closing after c1's");
   const r3 = await c2.unary(env.md('fn-raw'));
-  t.match([r3.status, r3.reply?.backend, reqid(r3)], [0, 'raw', reqid(r2)], 'the other session is untouched');
+  t.match([r3.status, r3.reply?.backend, sess(r3)], [0, 'raw', sess(r2)], 'the other session is untouched');
   t.equal(raw.opened, 2, 'and still uses its connection');
   c2.close();
   await waitFor(() => raw.closed === 2, 5000, "upstream connection closing after c2's");

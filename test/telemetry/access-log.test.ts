@@ -12,7 +12,7 @@ import { echoFunction } from './echo-function.ts';
 
 const KEY = randomKey();
 const OTHER_KEY = randomKey();
-const { dir, echo, args: ARGS } = await echoFunction(t, [
+const { dir, echo, args: ARGS, sidOf } = await echoFunction(t, [
   { name: 'ci-pipeline', key: KEY, functions: ['fn-echo'] },
   { name: 'elsewhere', key: OTHER_KEY, functions: ['fn-nope'] },
 ]);
@@ -68,7 +68,7 @@ t.test('--access-log stderr: every RPC, with its fields, no token', async (t) =>
   }
   const first = ok[0] as LogLine;
   t.match(first, {
-    session_id: session,
+    session_id: sidOf(session),
     subject: 'ci-pipeline',
     function_id: 'fn-echo',
     version_id: 'v1',
@@ -83,7 +83,7 @@ t.test('--access-log stderr: every RPC, with its fields, no token', async (t) =>
   const ids = new Set(lines.map((l) => l['request_id']));
   t.equal(ids.size, 6, 'a distinct request id per RPC');
 
-  t.match(lines.find((l) => l['status'] === 9), { status_name: 'FAILED_PRECONDITION', session_id: session });
+  t.match(lines.find((l) => l['status'] === 9), { status_name: 'FAILED_PRECONDITION', session_id: sidOf(session) });
   const refused = lines.filter((l) => l['rejected'] === true);
   t.same(
     refused.map((l) => [l['status'], l['reason'], l['subject']]),

@@ -1,7 +1,11 @@
 // The set-up access-log.test.ts and tracing.test.ts share: in the test's dir, an Echo backend
-// as the only endpoint of Function fn-echo (`functions/`) and an API key file (`keys.yaml`).
+// as the only endpoint of Function fn-echo (`functions/`), an API key file (`keys.yaml`) and a
+// session key file, so the test can open the ids the gateway hands out and find their sid.
 import type { Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
 import { startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
@@ -12,8 +16,10 @@ export interface EchoFunction {
   dir: string;
   /** Stopped at teardown. */
   echo: EchoBackend;
-  /** The gateway's --functions and --api-keys. */
+  /** The gateway's --functions, --api-keys and --session-key-file. */
   args: string[];
+  /** The short session id (what logs and spans carry) inside an nvcf-reqid the gateway sent. */
+  sidOf(token: string): string;
 }
 
 export async function echoFunction(t: Test, keys: TestKey[]): Promise<EchoFunction> {
@@ -24,5 +30,10 @@ export async function echoFunction(t: Test, keys: TestKey[]): Promise<EchoFuncti
   t.teardown(() => echo.stop(1000));
   writeFunctionsDir(fnDir, [{ name: 'echo', functionId: 'fn-echo', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [echo.address] }] }]);
   writeKeysFile(keysFile, keys);
-  return { dir, echo, args: ['--functions', fnDir, '--api-keys', keysFile] };
+  const secret = randomBytes(32).toString('hex');
+  const sessionKeyFile = join(dir, 'session.key');
+  writeFileSync(sessionKeyFile, `${secret}\n`);
+  const ring = SessionKeyRing.fromSecrets([secret]);
+  const sidOf = (token: string): string => ring.open(token)?.sid ?? `(not a session id: ${token})`;
+  return { dir, echo, args: ['--functions', fnDir, '--api-keys', keysFile, '--session-key-file', sessionKeyFile], sidOf };
 }

@@ -14,7 +14,7 @@ import { echoFunction } from './echo-function.ts';
 import { SpanKind, startOtlpReceiver, StatusCode, type ReceivedSpan } from './otlp-receiver.ts';
 
 const KEY = randomKey();
-const { echo, args: ARGS } = await echoFunction(t, [{ name: 'tracer', key: KEY, functions: '*' }]);
+const { echo, args: ARGS, sidOf } = await echoFunction(t, [{ name: 'tracer', key: KEY, functions: '*' }]);
 const GOOD: MetadataRecord = { authorization: `Bearer ${KEY}`, 'function-id': 'fn-echo' };
 
 const receiver = await startOtlpReceiver();
@@ -83,12 +83,12 @@ t.test('client -> gateway SERVER -> gateway CLIENT -> function, one trace', asyn
     'rpc.status_code': 'OK',
     'fngate.function_id': 'fn-echo',
     'fngate.version_id': 'v1',
-    'fngate.session_id': session,
+    'fngate.session_id': sidOf(session),
     'fngate.endpoint': echo.address,
   });
   t.match(client.attributes, {
     'rpc.status_code': 'OK',
-    'fngate.session_id': session,
+    'fngate.session_id': sidOf(session),
     'server.address': '127.0.0.1',
     'server.port': echo.port,
   });
