@@ -5,7 +5,7 @@ import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, HelpRequested, loadConfig, usage } from '../lib/config/load.ts';
 import type { Config } from '../lib/config/types.ts';
-import { startServe } from '../lib/serve/serve.ts';
+import { startServe, type ServeOptions } from '../lib/serve/serve.ts';
 import { createLogger, type Logger } from '../lib/telemetry/log.ts';
 
 const USAGE = `Usage: fngate <command> [flags]
@@ -66,7 +66,7 @@ async function serve(argv: readonly string[]): Promise<number> {
   if (typeof cfg === 'number') return cfg;
   const log = createLogger(cfg.logLevel);
   if (cfg.workers > 1 && cluster.isPrimary) return supervise(cfg.workers, log);
-  const running = await startServe(cfg, log, { sessionSecret: cluster.isWorker ? process.env[WORKER_SESSION_SECRET] : undefined });
+  const running = await startServe(cfg, log, cluster.isWorker ? workerOptions(cfg.workers) : {});
   return untilSignal(log, () => running.drain());
 }
 
@@ -81,20 +81,33 @@ async function local(argv: readonly string[]): Promise<number> {
   return untilSignal(log, () => running.stop());
 }
 
-/** How the primary hands workers one session secret (without --session-key-file) so ids resume on any of them. */
+/**
+ * What the primary hands each worker: one session secret for all (without --session-key-file)
+ * so ids resume on any of them, and the worker's number, for its share of session caps.
+ */
 const WORKER_SESSION_SECRET = 'FNGATE_WORKER_SESSION_SECRET';
+const WORKER_INDEX = 'FNGATE_WORKER_INDEX';
+
+function workerOptions(workers: number): ServeOptions {
+  return {
+    sessionSecret: process.env[WORKER_SESSION_SECRET],
+    worker: { index: Number(process.env[WORKER_INDEX] ?? 0), count: workers },
+  };
+}
 
 /** --workers N: N processes share the listeners (the primary only supervises). */
 function supervise(workers: number, log: Logger): Promise<number> {
-  const env = { [WORKER_SESSION_SECRET]: randomBytes(32).toString('hex') };
-  for (let i = 0; i < workers; i++) cluster.fork(env);
+  const secret = randomBytes(32).toString('hex');
   let stopping = false;
-  cluster.on('exit', (worker, code, signal) => {
-    if (!stopping) {
-      log.error('worker exited; starting another', { pid: worker.process.pid, code, signal });
-      cluster.fork(env);
-    }
-  });
+  const fork = (index: number): void => {
+    cluster.fork({ [WORKER_SESSION_SECRET]: secret, [WORKER_INDEX]: String(index) }).once('exit', (code, signal) => {
+      if (stopping) return;
+      // A replacement takes the same number: the shares stay dealt out as they were.
+      log.error('worker exited; starting another', { index, code, signal });
+      fork(index);
+    });
+  };
+  for (let i = 0; i < workers; i++) fork(i);
   return new Promise((resolve) => {
     const stop = (): void => {
       if (stopping) return;

@@ -10,6 +10,7 @@ import { Gateway } from '../gateway/gateway.ts';
 import { boundAddress, createH2cServer, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
 import { Registry } from '../registry/registry.ts';
 import { SessionManager } from '../sessions/session-manager.ts';
+import { SOLE_REPLICA, type ReplicaRank } from '../sessions/cap-share.ts';
 import { SessionKeyRing } from '../sessions/session-token.ts';
 import { loadSessionKeys, watchSessionKeys } from '../sources/file/session-key-file.ts';
 import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
@@ -37,6 +38,8 @@ export interface ServeOptions {
    * worker so ids resume on any of them. Unset: a key of this process only.
    */
   readonly sessionSecret?: string | undefined;
+  /** Under --workers: this worker's number and how many there are. */
+  readonly worker?: ReplicaRank | undefined;
 }
 
 export async function startServe(config: Config, log: Logger, opts: ServeOptions = {}): Promise<RunningGateway> {
@@ -65,6 +68,22 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     }
   });
 
+  // Read first: a bad key file stops start-up before anything talks to the cluster.
+  let keys: SessionKeyRing;
+  if (config.sessionKeyFile !== undefined) {
+    const file = config.sessionKeyFile;
+    keys = await loadSessionKeys(file);
+    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log));
+  } else {
+    keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
+    if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
+  }
+  const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning, keys });
+  // Under --workers each worker fills its share of every endpoint's session cap; in Kubernetes
+  // the replica Leases tell how many processes share it (see ReplicaMembership).
+  sessions.setRank(opts.worker ?? SOLE_REPLICA);
+  // A pinned endpoint that stops being ready sends its clients elsewhere at once, not at their next call.
+  registry.on('functions', () => sessions.retireUnready((id) => registry.getFunction(id)));
   let kubernetes: KubernetesSource | undefined;
   if (config.kubernetes) {
     // Loaded only in Kubernetes mode: the client library is large, and file mode never needs it.
@@ -74,7 +93,8 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       namespace: config.namespace,
       log,
       leaseNamespace: process.env['POD_NAMESPACE'] ?? config.namespace ?? 'default',
-      identity: defaultIdentity(),
+      identity: defaultIdentity(opts.worker?.index),
+      onRank: (rank) => sessions.setRank(rank),
     });
     // Stopped (and its Lease given up) at the end of a drain, awaited: see drain() below.
     await kubernetes.start();
@@ -98,18 +118,6 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   // view that falls behind afterwards is reported as stale, and routing goes on with it.
   const registrySynced = true;
 
-  let keys: SessionKeyRing;
-  if (config.sessionKeyFile !== undefined) {
-    const file = config.sessionKeyFile;
-    keys = await loadSessionKeys(file);
-    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log));
-  } else {
-    keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
-    if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
-  }
-  const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning, keys });
-  // A pinned endpoint that stops being ready sends its clients elsewhere at once, not at their next call.
-  registry.on('functions', () => sessions.retireUnready((id) => registry.getFunction(id)));
   let telemetry: GatewayTelemetry;
   try {
     telemetry = await createTelemetry({
@@ -117,7 +125,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       env: process.env,
       accessLog: config.accessLog,
       accessLogSample: config.accessLogSample,
-      sessionsByEndpoint: () => sessions.load.snapshot(),
+      sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count },
     });
   } catch (err) {
     for (const closable of closables) closable.close();
@@ -203,6 +211,8 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
 function debugSessions(sessions: SessionManager): unknown {
   return {
     live: sessions.liveCount(),
+    // This process's place among those sharing maxSessionsPerEndpoint.
+    rank: sessions.rank,
     endpoints: Object.fromEntries(sessions.load.snapshot()),
     sessions: [...sessions.liveRecords()].map((r) => ({
       id: r.sid,

@@ -20,15 +20,15 @@ export class EndpointLoad {
   }
 
   /**
-   * The endpoint with the fewest sessions that is under `cap` (0 = no cap); ties go to the
-   * earliest in the list. undefined when every endpoint is full.
+   * The endpoint with the fewest sessions that is under its limit (`limitOf(key)`; none:
+   * unlimited); ties go to the earliest in the list. undefined when every endpoint is full.
    */
-  pickFewest(endpoints: readonly Endpoint[], cap: number): Endpoint | undefined {
+  pickFewest(endpoints: readonly Endpoint[], limitOf: ((endpointKey: string) => number) | undefined): Endpoint | undefined {
     let best: Endpoint | undefined;
     let bestCount = Infinity;
     for (const endpoint of endpoints) {
       const n = this.count(endpoint.key);
-      if (n < bestCount && (cap === 0 || n < cap)) {
+      if (n < bestCount && (limitOf === undefined || n < limitOf(endpoint.key))) {
         best = endpoint;
         bestCount = n;
       }

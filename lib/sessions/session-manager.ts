@@ -4,6 +4,7 @@
 import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
 import { UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
+import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
 import { sessionCookie, type Session, type SessionRecord } from './session.ts';
 import { newSid, type SessionClaims, type SessionKeyRing } from './session-token.ts';
@@ -30,6 +31,8 @@ export class SessionManager {
   readonly #bound = new Map<string, Map<Session, ConnectionSessions>>();
   readonly #opts: SessionManagerOptions;
   #keys: SessionKeyRing;
+  /** Which share of each endpoint's maxSessionsPerEndpoint this process may fill. */
+  #rank: ReplicaRank = SOLE_REPLICA;
   /** A token is resealed (its expiry moved on) by the first RPC this long after sealing... */
   readonly #resealMs: number;
   /** ...and stays valid this long, so the newest token a client holds is good for at least the linger. */
@@ -53,6 +56,15 @@ export class SessionManager {
     this.#keys = keys;
   }
 
+  /** The gateway processes sharing endpoint caps changed (replicas came or went). */
+  setRank(rank: ReplicaRank): void {
+    this.#rank = rank;
+  }
+
+  get rank(): ReplicaRank {
+    return this.#rank;
+  }
+
   /** Live sessions on this process. */
   liveCount(): number {
     let n = 0;
@@ -70,11 +82,13 @@ export class SessionManager {
     if (version.endpoints.length === 0) {
       return grpcError(Status.UNAVAILABLE, `function ${fn.functionId} version ${version.versionId} has no ready endpoint`);
     }
-    const endpoint = this.load.pickFewest(version.endpoints, fn.maxSessionsPerEndpoint);
+    const cap = fn.maxSessionsPerEndpoint;
+    const rank = this.#rank;
+    const endpoint = this.load.pickFewest(version.endpoints, cap === 0 ? undefined : (key) => capShare(cap, key, rank));
     if (!endpoint) {
       return grpcError(
         Status.RESOURCE_EXHAUSTED,
-        `every endpoint of function ${fn.functionId} version ${version.versionId} already holds ${fn.maxSessionsPerEndpoint} sessions on this gateway replica`,
+        `every endpoint of function ${fn.functionId} version ${version.versionId} already holds ${allowed(cap, rank)}`,
       );
     }
     const record = this.#record(newSid(), fn.functionId, version.versionId, endpoint.key);
@@ -98,8 +112,8 @@ export class SessionManager {
     const endpoint = fn.versions.get(claims.versionId)?.byKey.get(claims.endpointKey);
     if (!endpoint) return noSession;
     const cap = fn.maxSessionsPerEndpoint;
-    if (cap !== 0 && this.load.count(endpoint.key) >= cap) {
-      return grpcError(Status.RESOURCE_EXHAUSTED, `the endpoint of this session already holds ${cap} sessions on this gateway replica`);
+    if (cap !== 0 && this.load.count(endpoint.key) >= capShare(cap, endpoint.key, this.#rank)) {
+      return grpcError(Status.RESOURCE_EXHAUSTED, `the endpoint of this session already holds ${allowed(cap, this.#rank)}`);
     }
     record ??= this.#record(claims.sid, claims.functionId, claims.versionId, claims.endpointKey);
     // A token with most of its life left is handed back as it is: the client keeps one id.
@@ -295,6 +309,11 @@ export class ConnectionSessions {
     if (versionId === undefined) this.#defaults.set(fn.functionId, claims.versionId);
     return session;
   }
+}
+
+/** What a full endpoint holds, for RESOURCE_EXHAUSTED: with a shared cap, this process's share. */
+function allowed(cap: number, rank: ReplicaRank): string {
+  return rank.count > 1 ? `this gateway's share of its ${cap} sessions (${rank.count} gateway processes share the cap)` : `${cap} sessions`;
 }
 
 function versionKey(functionId: string, versionId: string): string {

@@ -41,6 +41,7 @@ export const METRIC = {
   accepted: 'fngate.client_connections.accepted', // fngate_client_connections_accepted_total
   closedByGateway: 'fngate.connections_closed_by_gateway', // fngate_connections_closed_by_gateway_total
   endpointSessions: 'fngate.endpoint_sessions', // fngate_endpoint_sessions
+  capSharers: 'fngate.session_cap_sharers', // fngate_session_cap_sharers
   authFailures: 'fngate.auth.failures', // fngate_auth_failures_total
   upstreamConnectFailures: 'fngate.upstream.connect_failures', // fngate_upstream_connect_failures_total
   nonGrpcRequests: 'fngate.non_grpc_requests', // fngate_non_grpc_requests_total
@@ -53,8 +54,16 @@ export interface MetricsOptions {
   readonly resource: Resource;
   /** An OTLP (or console) exporter to push to every `intervalMs`. */
   readonly push?: { readonly exporter: PushMetricExporter; readonly intervalMs: number; readonly timeoutMs: number } | undefined;
-  /** Live sessions per endpoint key, read at collection. */
-  readonly sessionsByEndpoint: () => ReadonlyMap<string, number>;
+  /** Read at collection. */
+  readonly sessions: SessionGauges;
+}
+
+/** What the sessions layer reports, read when metrics are collected. */
+export interface SessionGauges {
+  /** Live sessions this process holds, per endpoint key. */
+  byEndpoint(): ReadonlyMap<string, number>;
+  /** Gateway processes sharing the endpoints' session caps, this one included. */
+  processes(): number;
 }
 
 export class GatewayMetrics {
@@ -101,10 +110,10 @@ export class GatewayMetrics {
       );
     }
     this.#provider = new MeterProvider({ resource: opts.resource, readers });
-    this.#instruments(opts.sessionsByEndpoint);
+    this.#instruments(opts.sessions);
   }
 
-  #instruments(sessionsByEndpoint: () => ReadonlyMap<string, number>): void {
+  #instruments(sessions: SessionGauges): void {
     const meter = this.#provider.getMeter(SCOPE.name);
     const stats = this.stats;
     const int = { valueType: ValueType.INT };
@@ -149,10 +158,17 @@ export class GatewayMetrics {
       .addCallback((r) => {
         // The snapshot drops an endpoint whose last session ended, and the SDK would repeat
         // its last value: every endpoint seen before is reported, at 0 when absent.
-        const snapshot = sessionsByEndpoint();
+        const snapshot = sessions.byEndpoint();
         for (const [endpoint, n] of snapshot) r.observe(n, this.#endpoint(endpoint));
         for (const [endpoint, attributes] of this.#endpointAttributes) if (!snapshot.has(endpoint)) r.observe(0, attributes);
       });
+    meter
+      .createObservableGauge(METRIC.capSharers, {
+        ...int,
+        unit: '{process}',
+        description: "Gateway processes sharing each endpoint's maxSessionsPerEndpoint (this one included); each enforces its share.",
+      })
+      .addCallback((r) => r.observe(sessions.processes()));
     meter
       .createObservableGauge(METRIC.draining, { ...int, description: '1 while the gateway drains (not ready, GOAWAY sent), else 0.' })
       .addCallback((r) => r.observe(this.draining ? 1 : 0));

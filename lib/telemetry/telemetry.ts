@@ -7,7 +7,7 @@ import { Status } from '../grpc/status.ts';
 import { openAccessLog, type AccessLog } from './access-log.ts';
 import type { CloseReason, ForwardedRpc, RejectedRpc, SessionInfo, Telemetry } from './events.ts';
 import type { Logger } from './log.ts';
-import { GatewayMetrics } from './metrics.ts';
+import { GatewayMetrics, type SessionGauges } from './metrics.ts';
 import { createMetricExporter, gatewayResource, readOtelSettings } from './otel-config.ts';
 import { createRpcTracer, RpcTrace, type RpcTracer } from './tracing.ts';
 
@@ -21,8 +21,8 @@ export interface TelemetryOptions {
   readonly accessLog: string;
   /** --access-log-sample: share of successful RPCs logged (errors always are). */
   readonly accessLogSample: number;
-  /** Live sessions per endpoint key (SessionManager.load.snapshot). */
-  readonly sessionsByEndpoint: () => ReadonlyMap<string, number>;
+  /** Session gauges (SessionManager), read at collection. */
+  readonly sessions: SessionGauges;
 }
 
 export class GatewayTelemetry implements Telemetry {
@@ -127,7 +127,7 @@ export async function createTelemetry(opts: TelemetryOptions): Promise<GatewayTe
     intervalMs: settings.metrics.intervalMs,
     timeoutMs: settings.metrics.timeoutMs,
   };
-  const metrics = new GatewayMetrics({ resource, push, sessionsByEndpoint: opts.sessionsByEndpoint });
+  const metrics = new GatewayMetrics({ resource, push, sessions: opts.sessions });
   try {
     const tracer = settings.traces && (await createRpcTracer(settings.traces, resource));
     const accessLog = await openAccessLog(opts.accessLog, opts.accessLogSample, (lines) => {

@@ -54,3 +54,28 @@ t.test('two workers serve calls from many connections and drain on SIGTERM', asy
   t.equal(done.replyCount, 4);
   t.same(await gw.exited, { code: 0, signal: null }, 'primary exits 0 after its workers drained');
 });
+
+t.test('maxSessionsPerEndpoint 1 with two workers: each endpoint holds one session over both', async (t) => {
+  const dir = t.testdir();
+  const backends = await Promise.all(['w-a', 'w-b'].map((name) => startEchoBackend({ name })));
+  t.teardown(() => Promise.all(backends.map((b) => b.stop(1000))));
+  writeFunctionsDir(join(dir, 'fns'), [
+    { name: 'solo', functionId: 'fn-solo', activeVersion: 'v1', maxSessionsPerEndpoint: 1, versions: [{ versionId: 'v1', endpoints: backends.map((b) => b.address) }] },
+  ]);
+  const key = randomKey();
+  writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'k', key, functions: '*' }]);
+  const gw = await startGateway(['--workers', '2', '--functions', join(dir, 'fns'), '--api-keys', join(dir, 'keys.yaml')]);
+  t.teardown(() => gw.stop());
+  await gw.waitForLog(() => gw.logLines().filter((l) => l['msg'] === 'fngate listening').length === 2, 20_000);
+
+  // Six connections, dealt to the workers in turn, all kept open: two sessions in all, one per
+  // endpoint, whichever worker holds each endpoint's one slot.
+  const md = { authorization: `Bearer ${key}`, 'function-id': 'fn-solo' };
+  const clients = Array.from({ length: 6 }, () => echoClient(gw.h2c));
+  t.teardown(() => clients.forEach((c) => c.close()));
+  const results = [];
+  for (const c of clients) results.push(await c.unary(md));
+  t.same(results.map((r) => r.status).sort(), [OK, OK, 8, 8, 8, 8], 'two sessions; the other four RESOURCE_EXHAUSTED');
+  t.match(results.find((r) => r.status === 8)?.details, /this gateway's share of its 1 sessions \(2 gateway processes share the cap\)/);
+  t.same(backends.map((b) => b.peers.size), [1, 1], 'each endpoint serves one client session');
+});

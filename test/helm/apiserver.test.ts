@@ -174,7 +174,7 @@ const GATEWAY = [
   'list secrets',
   'watch secrets',
 ];
-const LEASES = ['get leases.coordination.k8s.io', 'create leases.coordination.k8s.io', 'update leases.coordination.k8s.io'];
+const LEASES = ['get', 'list', 'watch', 'create', 'update', 'delete'].map((verb) => `${verb} leases.coordination.k8s.io`);
 
 t.test('RBAC: the ServiceAccount may do exactly what the gateway needs', async (t) => {
   const sa = 'system:serviceaccount:fngate:fngate';

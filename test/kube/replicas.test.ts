@@ -3,7 +3,8 @@
 // foreign, expired ids and ids of a gone endpoint get NOT_FOUND; a pinned endpoint turning
 // not-ready sends its clients' connections a GOAWAY, and grpc-js and grpcio clients go on
 // over new connections to a ready endpoint without a failed call; --max-connection-age
-// spreads 100 long-lived clients over endpoints added after they connected.
+// spreads 100 long-lived clients over endpoints added after they connected; replicas share
+// maxSessionsPerEndpoint between them (replica Leases), so a cap of 1 holds over all of them.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,6 +73,8 @@ t.test('a session id resumes on another replica and reaches the same endpoint; b
     env.startGateway('gw-b', withKey(keyFile)),
     env.startGateway('gw-c', withKey(foreignKeyFile)),
   ]) as [GatewayProcess, GatewayProcess, GatewayProcess];
+  // Stopped when done (their replica Leases go with them): the cap test below counts replicas.
+  t.teardown(() => Promise.all([gwA, gwB, gwC].map((g) => g.stop())));
   await routedWith('resume', 2);
   const onA = clients(t, gwA, env.key);
   const onB = clients(t, gwB, env.key);
@@ -152,6 +155,7 @@ t.test('pinned endpoint turns not-ready: GOAWAY, grpc-js and grpcio clients reco
   // Only p is ready at first, so every client below pins there; q joins for the later ones.
   await env.apply(backendSlice(p, 'moving'), backendSlice(q, 'moving', { ready: false }), function_('moving', 'fn-moving', 'moving'));
   const gw = await env.startGateway('gw-moving', withKey(keyFile));
+  t.teardown(() => gw.stop());
   await routedWith('moving', 1);
   const on = clients(t, gw, env.key);
   const md = on.md('fn-moving');
@@ -210,6 +214,7 @@ t.test('--max-connection-age spreads 100 long-lived clients over endpoints added
   const s1 = await backend('spread-1');
   await env.apply(backendSlice(s1, 'spread'), function_('spread', 'fn-spread', 'spread'));
   const gw = await env.startGateway('gw-age', withKey(keyFile, '--max-connection-age', `${AGE_MS}ms`));
+  t.teardown(() => gw.stop());
   await routedWith('spread', 1);
   const on = clients(t, gw, env.key);
   const md = on.md('fn-spread');
@@ -249,4 +254,39 @@ t.test('--max-connection-age spreads 100 long-lived clients over endpoints added
   t.same(failures, [], 'no call failed across the reconnections');
   t.ok((await closedBy(gw, 'max_age')) >= 100, 'every connection reached its age and got a GOAWAY');
   t.equal(s1.cancelled + s2.cancelled + s3.cancelled, 0, 'no call was cut');
+});
+
+t.test('maxSessionsPerEndpoint 1 over two replicas: one session per endpoint in all; a replica leaving hands its share on', async (t) => {
+  const ends = await Promise.all(['cap-1', 'cap-2', 'cap-3'].map((name) => backend(name)));
+  await env.apply(...ends.map((b) => backendSlice(b, 'capped')), functionObject('capped', { functionId: 'fn-capped', activeVersion: 'v1', maxSessionsPerEndpoint: 1, versions: [serviceVersion('v1', 'capped', 'grpc')] }));
+  const [gwA, gwB] = (await Promise.all([env.startGateway('gw-cap-a', withKey(keyFile)), env.startGateway('gw-cap-b', withKey(keyFile))])) as [GatewayProcess, GatewayProcess];
+  t.teardown(() => Promise.all([gwA, gwB].map((g) => g.stop())));
+  await routedWith('capped', 3);
+  const sharers = (gw: GatewayProcess): Promise<number> => metric(gw, 'fngate_session_cap_sharers');
+  await waitForAsync(async () => (await sharers(gwA)) === 2 && (await sharers(gwB)) === 2, 10_000, 'both replicas see two gateway processes');
+
+  /** New connections to `gw`, each kept open, until one is refused; the backends they reached. */
+  const fill = async (gw: GatewayProcess): Promise<{ got: string[]; refusal: CallResult }> => {
+    const on = clients(t, gw, env.key);
+    const got: string[] = [];
+    for (;;) {
+      const r = await on.client().unary(on.md('fn-capped'), {}, { deadlineMs: 10_000 });
+      if (r.status !== Status.OK) return { got, refusal: r };
+      got.push(r.reply?.backend ?? '?');
+    }
+  };
+  const a = await fill(gwA);
+  const b = await fill(gwB);
+  t.same([...a.got, ...b.got].sort(), ['cap-1', 'cap-2', 'cap-3'], `each endpoint holds one session over both replicas (A: ${a.got}, B: ${b.got})`);
+  t.same(ends.map((e) => e.peers.size), [1, 1, 1], 'each function pod sees one client session');
+  for (const { refusal } of [a, b]) {
+    t.match([refusal.status, refusal.details], [Status.RESOURCE_EXHAUSTED, /this gateway's share of its 1 sessions \(2 gateway processes share the cap\)/], summary(refusal));
+  }
+
+  // B shuts down: its sessions end, its replica Lease is deleted, A takes the whole cap.
+  await gwB.stop();
+  await waitForAsync(async () => (await sharers(gwA)) === 1, 10_000, 'replica A sees itself alone');
+  const more = await fill(gwA);
+  t.same([...a.got, ...more.got].sort(), ['cap-1', 'cap-2', 'cap-3'], `A fills the endpoints B held (${more.got})`);
+  t.match([more.refusal.status, more.refusal.details], [Status.RESOURCE_EXHAUSTED, /already holds 1 sessions$/], summary(more.refusal));
 });

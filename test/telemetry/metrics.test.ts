@@ -153,6 +153,7 @@ t.test('a known sequence of calls moves exactly the series it should', async (t)
   t.ok(sent > 0, `bytes sent to clients counted (${sent})`);
   t.equal(byKey(now).get(seriesKey('fngate_endpoint_sessions', { endpoint: echo.address })), 1, 'one session pinned to the echo endpoint');
   t.equal(byKey(now).get(activeKey), 0, 'no stream open');
+  t.equal(byKey(now).get('fngate_session_cap_sharers{}'), 1, 'one gateway process: it holds the whole cap of every endpoint');
   t.equal(byKey(now).get('fngate_draining{}'), 0, 'not draining');
   t.equal(byKey(now).get('fngate_registry_staleness_seconds{}'), 0, 'registry in sync');
 });
@@ -168,6 +169,7 @@ t.test('units and types as Prometheus names them', async (t) => {
     ['fngate_client_connections', 'gauge'],
     ['fngate_client_connections_accepted_total', 'counter'],
     ['fngate_endpoint_sessions', 'gauge'],
+    ['fngate_session_cap_sharers', 'gauge'],
     ['fngate_auth_failures_total', 'counter'],
     ['fngate_upstream_connect_failures_total', 'counter'],
     ['fngate_draining', 'gauge'],

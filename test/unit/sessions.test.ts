@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
+import { capShare, SOLE_REPLICA } from '../../lib/sessions/cap-share.ts';
 import { EndpointLoad } from '../../lib/sessions/endpoint-load.ts';
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import { Registry } from '../../lib/registry/registry.ts';
@@ -14,15 +15,15 @@ const ep = (port: number): Endpoint => ({ host: '127.0.0.1', port, key: `127.0.0
 t.test('EndpointLoad picks the fewest, honours the cap, ties to the first', async (t) => {
   const load = new EndpointLoad();
   const eps = [ep(1), ep(2), ep(3)];
-  t.equal(load.pickFewest(eps, 0)?.port, 1);
+  t.equal(load.pickFewest(eps, undefined)?.port, 1);
   load.acquire(eps[0]!.key);
-  t.equal(load.pickFewest(eps, 0)?.port, 2);
+  t.equal(load.pickFewest(eps, undefined)?.port, 2);
   load.acquire(eps[1]!.key);
   load.acquire(eps[2]!.key);
-  t.equal(load.pickFewest(eps, 0)?.port, 1, 'all equal again: first');
-  t.equal(load.pickFewest(eps, 1), undefined, 'all at cap 1');
+  t.equal(load.pickFewest(eps, undefined)?.port, 1, 'all equal again: first');
+  t.equal(load.pickFewest(eps, () => 1), undefined, 'all at cap 1');
   load.release(eps[1]!.key);
-  t.equal(load.pickFewest(eps, 1)?.port, 2);
+  t.equal(load.pickFewest(eps, () => 1)?.port, 2);
   t.equal(load.count(eps[1]!.key), 0);
   t.notOk(load.snapshot().has(eps[1]!.key), 'released to zero leaves no entry');
 });
@@ -221,4 +222,50 @@ t.test('cap: RESOURCE_EXHAUSTED when every endpoint is full, freed on close', as
   t.notOk(isGrpcError(third.acquire(fn(), undefined, undefined)), 'slot freed');
   third.closeAll();
   conns[1]!.closeAll();
+});
+
+t.test('cap shares: over all processes, every endpoint gets exactly its cap, dealt out evenly', async (t) => {
+  const keys = Array.from({ length: 200 }, (_, i) => `10.0.${i >> 8}.${i & 255}:50051`);
+  for (let count = 1; count <= 5; count++) {
+    for (let cap = 1; cap <= 7; cap++) {
+      const bad = keys.filter((key) => {
+        const shares = Array.from({ length: count }, (_, index) => capShare(cap, key, { index, count }));
+        const sum = shares.reduce((a, b) => a + b, 0);
+        return sum !== cap || shares.some((s) => s !== Math.floor(cap / count) && s !== Math.ceil(cap / count));
+      });
+      t.same(bad, [], `cap ${cap} over ${count} processes: shares add up to the cap, each floor or ceil`);
+    }
+  }
+  // Cap 1, two processes: each holds the only slot of about half of the endpoints.
+  const first = keys.filter((key) => capShare(1, key, { index: 0, count: 2 }) === 1).length;
+  t.ok(first > 70 && first < 130, `process 0 holds the slot of ${first} of 200 endpoints`);
+  t.equal(capShare(0, keys[0] as string, { index: 1, count: 3 }), Infinity, 'no cap: unlimited');
+  t.equal(capShare(4, keys[0] as string, SOLE_REPLICA), 4, 'one process: the whole cap');
+});
+
+t.test('two gateway processes with cap 1 never put two sessions on one endpoint; one leaving frees its share', async (t) => {
+  const ports = [1, 2, 3, 4];
+  const a = fixture(1000, 1, ports);
+  const b = fixture(1000, 1, ports);
+  t.teardown(() => [a, b].forEach((f) => f.manager.close()));
+  a.manager.setRank({ index: 0, count: 2 });
+  b.manager.setRank({ index: 1, count: 2 });
+  /** New sessions on `f` until it refuses one; the ports they got, and the refusal. */
+  const fill = (f: ReturnType<typeof fixture>): [number[], { code: number; message: string }] => {
+    const got: number[] = [];
+    for (;;) {
+      const s = f.connection().acquire(f.fn(), undefined, undefined);
+      if (isGrpcError(s)) return [got, s];
+      got.push(s.endpoint.port);
+    }
+  };
+  const [onA, fullA] = fill(a);
+  const [onB] = fill(b);
+  t.same([...onA, ...onB].sort(), ports, `each endpoint once over both processes (a: ${onA}, b: ${onB})`);
+  t.match(fullA, { code: Status.RESOURCE_EXHAUSTED, message: "every endpoint of function fn version v1 already holds this gateway's share of its 1 sessions (2 gateway processes share the cap)" });
+  // b went away: a alone holds the whole cap now.
+  a.manager.setRank(SOLE_REPLICA);
+  const [more, fullAlone] = fill(a);
+  t.same([...onA, ...more].sort(), ports, 'a fills the endpoints b held');
+  t.match(fullAlone, { code: Status.RESOURCE_EXHAUSTED, message: 'every endpoint of function fn version v1 already holds 1 sessions' });
 });

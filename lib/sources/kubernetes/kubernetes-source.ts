@@ -18,11 +18,13 @@ import { hostname } from 'node:os';
 import { ManifestError, parseFunctionManifest } from '../../registry/function-manifest.ts';
 import type { Registry, ServiceEndpointLookup } from '../../registry/registry.ts';
 import type { FunctionSpec } from '../../registry/types.ts';
+import type { ReplicaRank } from '../../sessions/cap-share.ts';
 import type { Logger } from '../../telemetry/log.ts';
 import { apiKeysFromSecrets, API_KEY_SELECTOR } from './api-key-secrets.ts';
 import { endpointLookup } from './endpoint-index.ts';
 import { desiredStatus, sameStatus, type FunctionCondition, type FunctionState } from './function-status.ts';
 import { LeaseElector, statusOf } from './lease.ts';
+import { ReplicaMembership } from './replica-membership.ts';
 import { WatchedCollection } from './watched-collection.ts';
 
 const GROUP = 'fngate.dev';
@@ -44,6 +46,8 @@ export interface KubernetesSourceOptions {
   /** Lease timing (tests shorten it). */
   readonly leaseDurationSec?: number;
   readonly leaseRenewMs?: number;
+  /** Where this process stands among the gateway processes sharing endpoint session caps. */
+  readonly onRank: (rank: ReplicaRank) => void;
 }
 
 interface FunctionObject extends KubernetesObject {
@@ -58,6 +62,7 @@ export class KubernetesSource {
   readonly #slices: WatchedCollection<V1EndpointSlice>;
   readonly #secrets: WatchedCollection<V1Secret>;
   readonly #lease: LeaseElector;
+  readonly #members: ReplicaMembership;
   #lookup: ServiceEndpointLookup = () => [];
   /** ns/name -> what routing made of the object, for status. */
   #states = new Map<string, { object: FunctionObject; state: FunctionState }>();
@@ -113,8 +118,19 @@ export class KubernetesSource {
       onChange: () => opts.registry.replaceApiKeys(apiKeysFromSecrets(this.#secrets.objects(), log), 'kubernetes'),
       log,
     });
+    const coordination = kc.makeApiClient(CoordinationV1Api);
+    this.#members = new ReplicaMembership({
+      api: coordination,
+      kubeConfig: kc,
+      namespace: opts.leaseNamespace,
+      identity: opts.identity,
+      durationSec: opts.leaseDurationSec ?? 15,
+      renewMs: opts.leaseRenewMs ?? 5000,
+      log,
+      onChange: opts.onRank,
+    });
     this.#lease = new LeaseElector({
-      api: kc.makeApiClient(CoordinationV1Api),
+      api: coordination,
       namespace: opts.leaseNamespace,
       name: LEASE_NAME,
       identity: opts.identity,
@@ -127,9 +143,9 @@ export class KubernetesSource {
     });
   }
 
-  /** Starts watching; resolves when every collection has been listed once. */
+  /** Starts watching; resolves when every collection (and the other gateway processes) has been listed once. */
   async start(): Promise<void> {
-    await Promise.all([this.#functions.start(), this.#slices.start(), this.#secrets.start()]);
+    await Promise.all([this.#functions.start(), this.#slices.start(), this.#secrets.start(), this.#members.start()]);
     this.#lease.start();
     this.#opts.log.info('kubernetes source synced', {
       namespace: this.#opts.namespace ?? '(all)',
@@ -159,7 +175,7 @@ export class KubernetesSource {
     this.#functions.stop();
     this.#slices.stop();
     this.#secrets.stop();
-    await this.#lease.stop();
+    await Promise.all([this.#lease.stop(), this.#members.stop()]);
   }
 
   #rebuildFunctions(): void {
@@ -240,7 +256,11 @@ function defaultKubeConfig(): KubeConfig {
   return kc;
 }
 
-/** The Lease identity: POD_NAME in a cluster, else host and pid. */
-export function defaultIdentity(): string {
-  return process.env['POD_NAME'] ?? `${hostname()}-${process.pid}`;
+/**
+ * This process's Lease identity: POD_NAME in a cluster (else host and pid), with the worker
+ * number under --workers, since every worker is a gateway process of its own.
+ */
+export function defaultIdentity(worker: number | undefined): string {
+  const pod = process.env['POD_NAME'] ?? `${hostname()}-${process.pid}`;
+  return worker === undefined ? pod : `${pod}-w${worker}`;
 }

@@ -1,0 +1,131 @@
+// Which gateway processes share the endpoints' session caps: each announces itself with a
+// Lease of its own (label fngate.dev/replica), renewed every few seconds, and watches the
+// others'. Live members, sorted by identity, give this process its rank (index, count),
+// from which the sessions layer takes its share of every maxSessionsPerEndpoint.
+import { V1MicroTime, type CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import type { ReplicaRank } from '../../sessions/cap-share.ts';
+import type { Logger } from '../../telemetry/log.ts';
+import { statusOf } from './lease.ts';
+import { WatchedCollection } from './watched-collection.ts';
+
+export const REPLICA_LABEL = 'fngate.dev/replica';
+const SELECTOR = `${REPLICA_LABEL}=true`;
+
+export interface MembershipOptions {
+  readonly api: CoordinationV1Api;
+  readonly kubeConfig: KubeConfig;
+  readonly namespace: string;
+  /** This process (POD_NAME, with the worker number under --workers). */
+  readonly identity: string;
+  readonly durationSec: number;
+  readonly renewMs: number;
+  readonly log: Logger;
+  readonly onChange: (rank: ReplicaRank) => void;
+}
+
+export class ReplicaMembership {
+  readonly #opts: MembershipOptions;
+  readonly #name: string;
+  readonly #leases: WatchedCollection<V1Lease>;
+  #rank: ReplicaRank | undefined;
+  /** Whether our own last renewal succeeded: without it, others' expiry says nothing. */
+  #renewed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(opts: MembershipOptions) {
+    this.#opts = opts;
+    this.#name = leaseName(opts.identity);
+    const { api, namespace } = opts;
+    this.#leases = new WatchedCollection<V1Lease>({
+      name: 'replica leases',
+      kubeConfig: opts.kubeConfig,
+      path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+      labelSelector: SELECTOR,
+      list: () => api.listNamespacedLease({ namespace, labelSelector: SELECTOR }),
+      onChange: () => this.#recompute(),
+      log: opts.log,
+    });
+  }
+
+  /** Announces this process and resolves once the other members have been listed. */
+  async start(): Promise<void> {
+    await this.#renew();
+    await this.#leases.start();
+    this.#recompute();
+    this.#schedule();
+  }
+
+  /** Leaves: the Lease is deleted, so the others take up this process's shares at once. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#leases.stop();
+    try {
+      await this.#opts.api.deleteNamespacedLease({ name: this.#name, namespace: this.#opts.namespace });
+    } catch {
+      // Best effort: it expires by itself.
+    }
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      void this.#renew().then(() => {
+        this.#recompute();
+        this.#schedule();
+      });
+    }, this.#opts.renewMs);
+    this.#timer.unref();
+  }
+
+  async #renew(): Promise<void> {
+    const { api, namespace, identity, durationSec, log } = this.#opts;
+    const name = this.#name;
+    try {
+      let lease: V1Lease | undefined;
+      try {
+        lease = await api.readNamespacedLease({ name, namespace });
+      } catch (err) {
+        if (statusOf(err) !== 404) throw err;
+      }
+      const spec = { holderIdentity: identity, leaseDurationSeconds: durationSec, renewTime: new V1MicroTime() };
+      if (lease === undefined) {
+        await api.createNamespacedLease({ namespace, body: { metadata: { name, labels: { [REPLICA_LABEL]: 'true' } }, spec } });
+      } else {
+        lease.spec = { ...lease.spec, ...spec };
+        await api.replaceNamespacedLease({ name, namespace, body: lease });
+      }
+      this.#renewed = true;
+    } catch (err) {
+      // API server unreachable: keep the membership last seen rather than count others out.
+      this.#renewed = false;
+      log.debug('replica lease renewal failed', { lease: name, error: (err as Error).message });
+    }
+  }
+
+  #recompute(): void {
+    if (!this.#renewed && this.#rank !== undefined) return;
+    const now = Date.now();
+    const members = new Set<string>([this.#opts.identity]);
+    for (const lease of this.#leases.objects()) {
+      const holder = lease.spec?.holderIdentity;
+      const renewed = lease.spec?.renewTime;
+      const duration = lease.spec?.leaseDurationSeconds;
+      if (holder === undefined || renewed === undefined || duration === undefined) continue;
+      if (new Date(renewed).getTime() + duration * 1000 >= now) members.add(holder);
+    }
+    const sorted = [...members].sort();
+    const rank = { index: sorted.indexOf(this.#opts.identity), count: sorted.length };
+    if (rank.index === this.#rank?.index && rank.count === this.#rank.count) return;
+    this.#rank = rank;
+    this.#opts.log.info('gateway processes sharing endpoint session caps', { ...rank, members: sorted.length <= 20 ? sorted : undefined });
+    this.#opts.onChange(rank);
+  }
+}
+
+/** A Lease name (DNS subdomain) for an identity. */
+function leaseName(identity: string): string {
+  const safe = identity.toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  return `fngate-replica-${safe}`.slice(0, 253);
+}
