@@ -1,8 +1,8 @@
 // Property-based fuzzing (fast-check) of everything the gateway parses from a client before a
 // call reaches a function: the invocation metadata (readInvocation), grpc-timeout
 // (parseGrpcTimeout), the authorization header (Authenticator, with a registry of keys), routing
-// (routeInvocation), the gateway's own HealthCheckRequest (parseServiceName) and the encoding of
-// its grpc-message (encodeGrpcMessage). For any input: no throw, a value or a GrpcError with a
+// (routeInvocation), session ids (SessionKeyRing), the gateway's own HealthCheckRequest
+// (parseServiceName) and the encoding of its grpc-message (encodeGrpcMessage). For any input: no throw, a value or a GrpcError with a
 // real gRPC status code, never INTERNAL; and the parsers' own properties hold (valid ids round
 // trip, a timeout parses exactly when it matches the grammar, grpc-message is printable ASCII and
 // decodes back, a service name round-trips through protobuf framing with unknown fields around it).
@@ -21,6 +21,7 @@ import { Registry } from '../../lib/registry/registry.ts';
 import type { FunctionSpec } from '../../lib/registry/types.ts';
 import { readInvocation, type Invocation } from '../../lib/route/invocation.ts';
 import { routeInvocation } from '../../lib/route/route.ts';
+import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
 import { decodeGrpcMessage } from '../helpers/http2-raw.ts';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 2000);
@@ -374,6 +375,47 @@ t.test('parseServiceName', async (t) => {
       params(0.25),
     );
     t.pass('bad frames');
+  });
+});
+
+// --- session ids (nvcf-reqid) ---------------------------------------------------------------
+
+t.test('SessionKeyRing', async (t) => {
+  const ring = SessionKeyRing.fromSecrets(['a fuzzing secret of thirty-two characters']);
+  const text = fc.string({ unit: 'binary', maxLength: 120 });
+  const claims = fc.record({
+    sid: fc.uint8Array({ minLength: 8, maxLength: 8 }).map((b) => Buffer.from(b).toString('hex')),
+    functionId: text,
+    versionId: text,
+    endpointKey: text,
+    issuedAt: fc.integer({ min: 0, max: 2 ** 47 }),
+    expiresAt: fc.integer({ min: 0, max: 2 ** 47 }),
+  });
+
+  t.test('any string opens to nothing and never throws', async (t) => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 300 }), fc.base64String({ maxLength: 300 }).map((s) => s.replace(/[+/=]/g, 'A'))), (garbage) => {
+        if (ring.open(garbage) !== undefined) throw new Error(`opened ${JSON.stringify(garbage)}`);
+      }),
+      params(),
+    );
+    t.pass(`${RUNS} inputs`);
+  });
+
+  t.test('whatever it seals opens to the same claims; one changed character opens to nothing', async (t) => {
+    fc.assert(
+      fc.property(claims, fc.nat(), (c, at) => {
+        const token = ring.seal(c);
+        const back = ring.open(token);
+        const same = back !== undefined && (Object.keys(c) as (keyof typeof c)[]).every((k) => back[k] === c[k]);
+        if (!same) throw new Error(`${JSON.stringify(c)} came back as ${JSON.stringify(back)}`);
+        const i = at % token.length;
+        const changed = token.slice(0, i) + (token[i] === 'A' ? 'B' : 'A') + token.slice(i + 1);
+        if (ring.open(changed) !== undefined) throw new Error(`opened a token changed at ${i}`);
+      }),
+      params(0.5),
+    );
+    t.pass(`${RUNS / 2} sealed ids`);
   });
 });
 
