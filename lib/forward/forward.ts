@@ -98,7 +98,6 @@ export function forwardCall(
 
   client.on('data', onClientData);
   client.on('end', onClientEnd);
-  client.on('drain', onClientDrain);
   client.on('wantTrailers', onWantTrailers);
   client.on('close', onClientClose);
   // The client stream's 'error' listener is the gateway's; errors end in 'close' either way.
@@ -107,7 +106,6 @@ export function forwardCall(
   upstream.on('data', onUpstreamData);
   upstream.on('trailers', onUpstreamTrailers);
   upstream.on('end', onUpstreamEnd);
-  upstream.on('drain', onUpstreamDrain);
   upstream.on('error', onUpstreamError);
   upstream.on('close', onUpstreamClose);
 
@@ -117,11 +115,18 @@ export function forwardCall(
 }
 
 // --- client -> function ---------------------------------------------------------------
+// Backpressure at Node's writable high-water mark (64 KiB). A deeper queue is no faster and
+// keeps chunks (slices of 64 KiB socket-read buffers) alive across scavenges, so they are
+// promoted and cost full GCs. 'drain' is listened for only once paused: most calls never are.
 
 function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   call.bytesIn += chunk.length;
-  if (!call.upstream.write(chunk)) this.pause();
+  const { upstream } = call;
+  if (!upstream.write(chunk)) {
+    this.pause();
+    upstream.once('drain', onUpstreamDrain);
+  }
 }
 
 function onUpstreamDrain(this: ClientHttp2Stream): void {
@@ -167,7 +172,11 @@ function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   if (call.state !== STREAMING || !clientWritable(call)) return;
   call.bytesOut += chunk.length;
-  if (!call.client.write(chunk)) this.pause();
+  const { client } = call;
+  if (!client.write(chunk)) {
+    this.pause();
+    client.once('drain', onClientDrain);
+  }
 }
 
 function onClientDrain(this: ServerHttp2Stream): void {
