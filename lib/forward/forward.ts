@@ -22,6 +22,10 @@ const STREAMING = 1;
 const FINISHED = 2;
 type CallState = typeof AWAITING_RESPONSE | typeof STREAMING | typeof FINISHED;
 
+// Options objects shared by every call: respond() only reads them.
+const RESPOND_END: http2.ServerStreamResponseOptions = Object.freeze({ endStream: true });
+const RESPOND_STREAMING: http2.ServerStreamResponseOptions = Object.freeze({ waitForTrailers: true });
+
 const kCall = Symbol('fngate.call');
 interface CarriesCall {
   [kCall]: ForwardedCall;
@@ -161,11 +165,11 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
     // Trailers-only: the status is in this one block, which the client gets as it is.
     call.status = Number(headers['grpc-status'] ?? Status.UNKNOWN);
     finish(call);
-    call.client.respond(out, { endStream: true });
+    call.client.respond(out, RESPOND_END);
     return;
   }
   call.state = STREAMING;
-  call.client.respond(out, { waitForTrailers: true });
+  call.client.respond(out, RESPOND_STREAMING);
 }
 
 function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
