@@ -22,6 +22,10 @@ const STREAMING = 1;
 const FINISHED = 2;
 type CallState = typeof AWAITING_RESPONSE | typeof STREAMING | typeof FINISHED;
 
+// Options objects shared by every call: respond() only reads them.
+const RESPOND_END: http2.ServerStreamResponseOptions = Object.freeze({ endStream: true });
+const RESPOND_STREAMING: http2.ServerStreamResponseOptions = Object.freeze({ waitForTrailers: true });
+
 const kCall = Symbol('fngate.call');
 interface CarriesCall {
   [kCall]: ForwardedCall;
@@ -98,7 +102,6 @@ export function forwardCall(
 
   client.on('data', onClientData);
   client.on('end', onClientEnd);
-  client.on('drain', onClientDrain);
   client.on('wantTrailers', onWantTrailers);
   client.on('close', onClientClose);
   // The client stream's 'error' listener is the gateway's; errors end in 'close' either way.
@@ -107,7 +110,6 @@ export function forwardCall(
   upstream.on('data', onUpstreamData);
   upstream.on('trailers', onUpstreamTrailers);
   upstream.on('end', onUpstreamEnd);
-  upstream.on('drain', onUpstreamDrain);
   upstream.on('error', onUpstreamError);
   upstream.on('close', onUpstreamClose);
 
@@ -117,11 +119,18 @@ export function forwardCall(
 }
 
 // --- client -> function ---------------------------------------------------------------
+// Backpressure at Node's writable high-water mark (64 KiB). A deeper queue is no faster and
+// keeps chunks (slices of 64 KiB socket-read buffers) alive across scavenges, so they are
+// promoted and cost full GCs. 'drain' is listened for only once paused: most calls never are.
 
 function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   call.bytesIn += chunk.length;
-  if (!call.upstream.write(chunk)) this.pause();
+  const { upstream } = call;
+  if (!upstream.write(chunk)) {
+    this.pause();
+    upstream.once('drain', onUpstreamDrain);
+  }
 }
 
 function onUpstreamDrain(this: ClientHttp2Stream): void {
@@ -156,18 +165,22 @@ function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeader
     // Trailers-only: the status is in this one block, which the client gets as it is.
     call.status = Number(headers['grpc-status'] ?? Status.UNKNOWN);
     finish(call);
-    call.client.respond(out, { endStream: true });
+    call.client.respond(out, RESPOND_END);
     return;
   }
   call.state = STREAMING;
-  call.client.respond(out, { waitForTrailers: true });
+  call.client.respond(out, RESPOND_STREAMING);
 }
 
 function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   if (call.state !== STREAMING || !clientWritable(call)) return;
   call.bytesOut += chunk.length;
-  if (!call.client.write(chunk)) this.pause();
+  const { client } = call;
+  if (!client.write(chunk)) {
+    this.pause();
+    client.once('drain', onClientDrain);
+  }
 }
 
 function onClientDrain(this: ServerHttp2Stream): void {

@@ -19,6 +19,9 @@ export const defaultUpstreamTuning: UpstreamTuning = {
   maxSessionMemoryMb: 64,
 };
 
+/** Shared by every request: request() copies it before use. */
+const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = Object.freeze({ endStream: false });
+
 export class UpstreamConnection {
   readonly endpoint: Endpoint;
   readonly #tuning: UpstreamTuning;
@@ -34,12 +37,12 @@ export class UpstreamConnection {
   request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
     const session = this.#live();
     try {
-      return session.request(headers, { endStream: false });
+      return session.request(headers, REQUEST_OPTIONS);
     } catch {
       // The connection turned unusable between our check and the request (a GOAWAY being
       // processed): dial a new one. A fresh session accepts requests while connecting.
       this.#forget(session);
-      return this.#live().request(headers, { endStream: false });
+      return this.#live().request(headers, REQUEST_OPTIONS);
     }
   }
 
