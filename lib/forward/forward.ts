@@ -14,6 +14,7 @@ import { MAX_TIMER_MS } from '../grpc/timeout.ts';
 import type { Session } from '../sessions/session.ts';
 import type { ForwardedRpc, Telemetry } from '../telemetry/events.ts';
 import { sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
+import { forwarded } from './read-buffer-reclaim.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -126,6 +127,7 @@ export function forwardCall(
 function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   call.bytesIn += chunk.length;
+  forwarded(chunk.length);
   const { upstream } = call;
   if (!upstream.write(chunk)) {
     this.pause();
@@ -176,6 +178,7 @@ function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const call = callOf(this);
   if (call.state !== STREAMING || !clientWritable(call)) return;
   call.bytesOut += chunk.length;
+  forwarded(chunk.length);
   const { client } = call;
   if (!client.write(chunk)) {
     this.pause();

@@ -2,7 +2,8 @@
 // or buffers whole messages, so there is no request or response size limit and a slow reader
 // slows its sender instead of filling the gateway's memory"): a 256 MiB unary request, a 2 GiB
 // client stream, a 1 GiB server stream to a fast reader and one to a slow reader, with the
-// gateway process's resident memory (peak VmHWM and sampled VmRSS) under 200 MiB throughout.
+// gateway process's resident memory (peak VmHWM and sampled VmRSS) under 150 MiB throughout
+// (the performance issue's bound; without the read-buffer reclaim it reached ~172 MiB).
 import t from 'tap';
 import type { Test } from 'tap';
 import { readFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import type { GatewayProcess } from '../helpers/gateway.ts';
 import { runPythonClient } from '../helpers/python.ts';
 
 const MiB = 1 << 20;
-const RSS_LIMIT = 200 * MiB;
+const RSS_LIMIT = 150 * MiB;
 const FUNCTION_ID = 'echo-large';
 const KEY = randomKey();
 
@@ -85,11 +86,11 @@ function sampleRss(gw: GatewayProcess): { stop(): number } {
   };
 }
 
-/** VmHWM (the process's peak RSS so far) below 200 MiB implies RSS never went above it. */
+/** VmHWM (the process's peak RSS so far) below the limit implies RSS never went above it. */
 function checkMemory(t: Test, gw: GatewayProcess, sampledMax: number, label: string): void {
   const peak = gw.peakRssBytes();
   t.comment(`${label}: gateway RSS max sampled ${mib(sampledMax)}, peak (VmHWM) ${mib(peak)}`);
-  t.ok(peak < RSS_LIMIT, `${label}: gateway peak RSS (VmHWM) under 200 MiB (${mib(peak)})`);
+  t.ok(peak < RSS_LIMIT, `${label}: gateway peak RSS (VmHWM) under ${mib(RSS_LIMIT)} (${mib(peak)})`);
 }
 
 t.test('256 MiB unary request (grpcio)', async (t) => {
