@@ -27,8 +27,10 @@ node_modules/.deps-stamp: package.json package-lock.json
 build: deps
 	npm run build
 
+# Tests and the benchmark harness too: both import lib/, and a change there must not break them.
 typecheck: deps
 	tsc -p tsconfig.test.json
+	tsc -p bench/tsconfig.json
 
 run: build
 	node dist/cmd/fngate.js local

@@ -64,9 +64,9 @@ async function telemetryCost(withAccessLogAndTracer: boolean): Promise<number> {
     env,
     accessLog: withAccessLogAndTracer ? '/dev/null' : 'off',
     accessLogSample: 1,
-    sessionsByEndpoint: () => new Map(),
+    sessions: { byEndpoint: () => new Map(), processes: () => 1 },
   });
-  const session: SessionInfo = { id: 'b1c3a1de-0000-4000-8000-000000000000', functionId: 'fn-bench', versionId: 'v1', endpoint: { key: '127.0.0.1:1' } };
+  const session: SessionInfo = { id: '6e8f1b3e0c2d9a41', functionId: 'fn-bench', versionId: 'v1', endpoint: { key: '127.0.0.1:1' } };
   const headers = { ':path': '/bench.Bench/Unary', ':method': 'POST', 'content-type': 'application/grpc' };
   const cost = cpuPerCall(() => {
     const upstream = { ...headers };
