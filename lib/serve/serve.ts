@@ -72,8 +72,9 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   let keys: SessionKeyRing;
   if (config.sessionKeyFile !== undefined) {
     const file = config.sessionKeyFile;
-    keys = await loadSessionKeys(file);
-    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log));
+    const loaded = await loadSessionKeys(file);
+    keys = loaded.keys;
+    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log, {}, loaded.text));
   } else {
     keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
     if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
@@ -107,8 +108,9 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   }
   if (config.apiKeys !== undefined) {
     const file = config.apiKeys;
-    registry.replaceApiKeys(await loadApiKeysFile(file));
-    closables.push(watchApiKeysFile(file, (records) => registry.replaceApiKeys(records), log));
+    const loaded = await loadApiKeysFile(file);
+    registry.replaceApiKeys(loaded.records);
+    closables.push(watchApiKeysFile(file, (records) => registry.replaceApiKeys(records), log, {}, loaded.text));
   } else if (!verifier && !kubernetes) {
     log.warn('no --api-keys file, no JWKS and no --kubernetes Secrets: every token is refused');
   }

@@ -377,7 +377,7 @@ t.test('files: functions, keys, TLS certificate', async (t) => {
     { name: 'alice', key: 'secret-a', functions: ['fn-1'] },
     { name: 'bob', key: 'secret-b', functions: '*' },
   ]);
-  const keys = await loadApiKeysFile(join(dir, 'keys.yaml'));
+  const keys = (await loadApiKeysFile(join(dir, 'keys.yaml'))).records;
   t.match(keys, [{ name: 'alice', sha256: sha256Hex('secret-a'), functions: new Set(['fn-1']) }, { name: 'bob', sha256: sha256Hex('secret-b'), functions: '*' }]);
 
   const tls = makeTlsCert(join(dir, 'tls'));

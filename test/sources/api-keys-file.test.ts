@@ -69,7 +69,7 @@ t.test('invalid key files name the file, line and field', async (t) => {
 
 t.test('loadApiKeysFile', async (t) => {
   const dir = t.testdir({ 'keys.yaml': `keys:\n${entry('alice', H1, '"*"')}` });
-  t.same(names(await loadApiKeysFile(join(dir, 'keys.yaml'))), ['alice']);
+  t.same(names((await loadApiKeysFile(join(dir, 'keys.yaml'))).records), ['alice']);
   await t.rejects(loadApiKeysFile(join(dir, 'nope.yaml')), { message: `api keys file ${join(dir, 'nope.yaml')}: does not exist` });
 });
 

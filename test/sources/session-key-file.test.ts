@@ -25,7 +25,8 @@ t.test('start-up: a missing file, a short key or an empty file stop the gateway,
 t.test('rotation is picked up from the file; a bad edit keeps the keys in use', async (t) => {
   const dir = t.testdir({ 'session.key': `${OLD}\n` });
   const file = join(dir, 'session.key');
-  const oldToken = (await loadSessionKeys(file)).seal(claims());
+  const loaded = await loadSessionKeys(file);
+  const oldToken = loaded.keys.seal(claims());
   const got = changes<SessionKeyRing>();
   const { log, lines, waitFor } = captureLog();
   const w = watchSessionKeys(file, got.onChange, log);
@@ -47,4 +48,17 @@ t.test('rotation is picked up from the file; a bad edit keeps the keys in use', 
   await waitFor((l) => l.level === 'error');
   t.match(lines.find((l) => l.level === 'error'), { msg: 'session key file rejected; keeping the keys in use', error: /session\.key:2: session key is 5 characters/ });
   t.equal(got.pending.length, 0, 'no new keys delivered');
+});
+
+t.test('the text read at start-up is not delivered again; the next change is', async (t) => {
+  const dir = t.testdir({ 'session.key': `${OLD}\n` });
+  const file = join(dir, 'session.key');
+  const loaded = await loadSessionKeys(file);
+  const got = changes<SessionKeyRing>();
+  const w = watchSessionKeys(file, got.onChange, captureLog().log, { pollMs: 100 }, loaded.text);
+  t.teardown(() => w.close());
+  await t.rejects(got.next(800), /no change within 800 ms/, 'the keys in use are not loaded a second time');
+  await writeFile(join(dir, '.tmp'), `${NEW}\n${OLD}\n`);
+  await rename(join(dir, '.tmp'), file);
+  t.equal((await got.next(3000)).size, 2, 'a rotation is delivered');
 });

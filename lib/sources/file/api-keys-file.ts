@@ -66,24 +66,34 @@ export function parseApiKeysFile(text: string, file: string): ApiKeyRecord[] {
   }
 }
 
-export async function loadApiKeysFile(path: string): Promise<ApiKeyRecord[]> {
-  return parseApiKeysFile(await readTextFile(path, 'api keys file'), path);
+/** A keys file as read at start-up; its text goes to watchApiKeysFile so it is not read and applied twice. */
+export interface LoadedApiKeys {
+  readonly records: ApiKeyRecord[];
+  readonly text: string;
+}
+
+export async function loadApiKeysFile(path: string): Promise<LoadedApiKeys> {
+  const text = await readTextFile(path, 'api keys file');
+  return { records: parseApiKeysFile(text, path), text };
 }
 
 /**
  * Calls `onChange` with the full key set after the first successful read and after every
- * change (the file is watched as `watchTextFile` describes). An invalid or missing file logs
- * an error and keeps the last good set (revoking means removing the entry).
+ * change (the file is watched as `watchTextFile` describes); `initialText` (what
+ * loadApiKeysFile read) is already in use and not delivered again. An invalid or missing file
+ * logs an error and keeps the last good set (revoking means removing the entry).
  */
 export function watchApiKeysFile(
   path: string,
   onChange: (records: ApiKeyRecord[]) => void,
   log: Logger,
   timing: WatchTiming = {},
+  initialText?: string,
 ): Closable {
   return watchTextFile({
     path,
     timing,
+    initialText,
     unreadableMessage: 'cannot read api keys file; keeping the last good keys',
     onText: (text) => {
       let records: ApiKeyRecord[];

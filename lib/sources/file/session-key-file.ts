@@ -5,16 +5,34 @@ import { parseSessionSecrets, SessionKeyRing } from '../../sessions/session-toke
 import type { Logger } from '../../telemetry/log.ts';
 import { readTextFile, watchTextFile, type Closable, type WatchTiming } from './watch.ts';
 
-/** Reads the key file at start-up; throws naming the file (and line) when it is unusable. */
-export async function loadSessionKeys(path: string): Promise<SessionKeyRing> {
-  return SessionKeyRing.fromSecrets(parseSessionSecrets(await readTextFile(path, '--session-key-file'), path));
+/** The key file as read at start-up; its text goes to watchSessionKeys so it is not read and applied twice. */
+export interface LoadedSessionKeys {
+  readonly keys: SessionKeyRing;
+  readonly text: string;
 }
 
-/** Calls `onKeys` with the key set after the first read and each valid change; a bad edit is logged and the keys in use stay. */
-export function watchSessionKeys(path: string, onKeys: (keys: SessionKeyRing) => void, log: Logger, timing: WatchTiming = {}): Closable {
+/** Reads the key file at start-up; throws naming the file (and line) when it is unusable. */
+export async function loadSessionKeys(path: string): Promise<LoadedSessionKeys> {
+  const text = await readTextFile(path, '--session-key-file');
+  return { keys: SessionKeyRing.fromSecrets(parseSessionSecrets(text, path)), text };
+}
+
+/**
+ * Calls `onKeys` with the key set after the first read and each valid change, except for
+ * `initialText` (what loadSessionKeys read, already in use); a bad edit is logged and the
+ * keys in use stay.
+ */
+export function watchSessionKeys(
+  path: string,
+  onKeys: (keys: SessionKeyRing) => void,
+  log: Logger,
+  timing: WatchTiming = {},
+  initialText?: string,
+): Closable {
   return watchTextFile({
     path,
     timing,
+    initialText,
     unreadableMessage: 'session key file unreadable; keeping the keys in use',
     onText: (text) => {
       let keys: SessionKeyRing;
