@@ -107,8 +107,9 @@ export class SessionManager {
    */
   resume(claims: SessionClaims, token: string, fn: RoutableFunction, owner: ConnectionSessions): Session | GrpcError {
     let record = this.#records.get(claims.sid);
+    const now = Date.now();
     const knownHere = record !== undefined && (record.live > 0 || performance.now() - record.endedAt < this.#opts.lingerMs);
-    if (!knownHere && claims.expiresAt <= Date.now()) return noSession;
+    if (!knownHere && claims.expiresAt <= now) return noSession;
     const endpoint = fn.versions.get(claims.versionId)?.byKey.get(claims.endpointKey);
     if (!endpoint) return noSession;
     const cap = fn.maxSessionsPerEndpoint;
@@ -117,7 +118,7 @@ export class SessionManager {
     }
     record ??= this.#record(claims.sid, claims.functionId, claims.versionId, claims.endpointKey);
     // A token with most of its life left is handed back as it is: the client keeps one id.
-    return this.#bind(record, endpoint, owner, claims.issuedAt + this.#resealMs > Date.now() ? { token, sealedAt: claims.issuedAt } : undefined);
+    return this.#bind(record, endpoint, owner, claims.issuedAt + this.#resealMs > now ? { token, sealedAt: claims.issuedAt } : undefined);
   }
 
   /** Moves the session's expiry on if its token is due (one clock read per RPC otherwise). */

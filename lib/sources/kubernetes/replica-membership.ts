@@ -28,6 +28,8 @@ export class ReplicaMembership {
   readonly #name: string;
   readonly #leases: WatchedCollection<V1Lease>;
   #rank: ReplicaRank | undefined;
+  /** This process's Lease as last written (undefined: read it before the next write). */
+  #own: V1Lease | undefined;
   /** Whether our own last renewal succeeded: without it, others' expiry says nothing. */
   #renewed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -80,28 +82,39 @@ export class ReplicaMembership {
   }
 
   async #renew(): Promise<void> {
-    const { api, namespace, identity, durationSec, log } = this.#opts;
-    const name = this.#name;
     try {
-      let lease: V1Lease | undefined;
-      try {
-        lease = await api.readNamespacedLease({ name, namespace });
-      } catch (err) {
-        if (statusOf(err) !== 404) throw err;
-      }
-      const spec = { holderIdentity: identity, leaseDurationSeconds: durationSec, renewTime: new V1MicroTime() };
-      if (lease === undefined) {
-        await api.createNamespacedLease({ namespace, body: { metadata: { name, labels: { [REPLICA_LABEL]: 'true' } }, spec } });
-      } else {
-        lease.spec = { ...lease.spec, ...spec };
-        await api.replaceNamespacedLease({ name, namespace, body: lease });
-      }
+      // Nobody else writes this Lease: after the first read, each renewal is one replace of
+      // the object the last write returned. A conflict or a deletion clears it, so the next
+      // renewal reads again.
+      this.#own = await this.#write(this.#own ?? (await this.#read()));
       this.#renewed = true;
     } catch (err) {
       // API server unreachable: keep the membership last seen rather than count others out.
+      this.#own = undefined;
       this.#renewed = false;
-      log.debug('replica lease renewal failed', { lease: name, error: (err as Error).message });
+      this.#opts.log.debug('replica lease renewal failed', { lease: this.#name, error: (err as Error).message });
     }
+  }
+
+  async #read(): Promise<V1Lease | undefined> {
+    try {
+      return await this.#opts.api.readNamespacedLease({ name: this.#name, namespace: this.#opts.namespace });
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Creates this process's Lease, or renews `lease`; resolves with the object as written. */
+  #write(lease: V1Lease | undefined): Promise<V1Lease> {
+    const { api, namespace, identity, durationSec } = this.#opts;
+    const name = this.#name;
+    const spec = { holderIdentity: identity, leaseDurationSeconds: durationSec, renewTime: new V1MicroTime() };
+    if (lease === undefined) {
+      return api.createNamespacedLease({ namespace, body: { metadata: { name, labels: { [REPLICA_LABEL]: 'true' } }, spec } });
+    }
+    lease.spec = { ...lease.spec, ...spec };
+    return api.replaceNamespacedLease({ name, namespace, body: lease });
   }
 
   #recompute(): void {
