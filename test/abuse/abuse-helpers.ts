@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { startEchoBackend } from '../helpers/backend.ts';
+import { closeServer, startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient, holdStream } from '../helpers/echo-client.ts';
 import { echoMethods } from '../helpers/echo-proto.ts';
@@ -238,10 +238,6 @@ export async function startRawGrpcBackend(): Promise<RawGrpcBackend> {
     get calls() {
       return calls;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, sessions),
   };
 }

@@ -10,6 +10,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { closeServer } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient, holdStream } from '../helpers/echo-client.ts';
 import type { CallResult } from '../helpers/echo-client.ts';
@@ -83,11 +84,7 @@ async function startGoawayBackend(): Promise<GoawayBackend> {
       }
       held.clear();
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, sessions),
   };
 }
 
@@ -130,11 +127,7 @@ async function startGarbageProxy(target: string): Promise<GarbageProxy> {
       // Not a valid frame header: a frame type and length out of nothing, then noise.
       downstreams[index]?.write(Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0x42, 0xff, 0x7f, 0xff, 0xff, 0xff]), randomBytes(bytes)]));
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of all) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, all),
   };
 }
 

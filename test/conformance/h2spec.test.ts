@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { join } from 'node:path';
+import { closeServer } from '../helpers/backend.ts';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { REPO_ROOT, startTlsGateway } from '../helpers/gateway.ts';
 
@@ -155,11 +156,7 @@ async function startBaseline(style: Style, useTls: boolean): Promise<{ address: 
   server.on('sessionError', () => {});
   if (useTls) server.on('tlsClientError', () => {});
   const address = await listen(server);
-  const close = (): Promise<void> =>
-    new Promise((resolve) => {
-      for (const s of sessions) s.destroy();
-      server.close(() => resolve());
-    });
+  const close = (): Promise<void> => closeServer(server, sessions);
   return { address, close };
 }
 

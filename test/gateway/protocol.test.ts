@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { join } from 'node:path';
-import { startEchoBackend } from '../helpers/backend.ts';
+import { closeServer, startEchoBackend } from '../helpers/backend.ts';
 import { echoClient, holdStream } from '../helpers/echo-client.ts';
 import type { MetadataRecord } from '../helpers/echo-client.ts';
 import { ECHO_PATHS, encodeEchoRequest } from '../helpers/echo-proto.ts';
@@ -139,11 +139,7 @@ async function startMessageBackend(messages: { good: string; sloppy: string }): 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, sessions),
   };
 }
 

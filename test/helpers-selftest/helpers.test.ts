@@ -4,7 +4,7 @@
 import t from 'tap';
 import http2 from 'node:http2';
 import { join } from 'node:path';
-import { INITIAL_BIN, TRAILER_BIN, startEchoBackend, startGarbageBackend, startSilentBackend } from '../helpers/backend.ts';
+import { closeServer, INITIAL_BIN, startEchoBackend, startGarbageBackend, startSilentBackend, TRAILER_BIN } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import type { EchoClient } from '../helpers/echo-client.ts';
@@ -149,10 +149,7 @@ t.test('backpressure: a stalled peer stops the sender', async (t) => {
     stream.pause();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sessions) s.destroy();
-    server.close();
-  });
+  t.teardown(() => closeServer(server, sessions));
   const c = echoClient(`127.0.0.1:${(server.address() as { port: number }).port}`);
   t.teardown(() => c.close());
   const chunk = patternBytes(1 << 20);

@@ -341,12 +341,19 @@ async function rawBackend(onConnection: (socket: net.Socket) => void): Promise<R
     get connections() {
       return connections;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, sockets),
   };
+}
+
+/**
+ * Closes a test server after destroying what it still holds open (sockets or HTTP/2
+ * sessions): close() alone would wait for every client to hang up.
+ */
+export function closeServer(server: { close(callback: () => void): unknown }, open: Iterable<{ destroy(): void }>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    for (const handle of open) handle.destroy();
+    server.close(() => resolve());
+  });
 }
 
 /** A port that was free on 127.0.0.1 a moment ago and has no listener now. */

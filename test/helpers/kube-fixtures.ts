@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { startEchoBackend } from './backend.ts';
+import { closeServer, startEchoBackend } from './backend.ts';
 import type { EchoBackend } from './backend.ts';
 import { echoClient } from './echo-client.ts';
 import type { CallResult, EchoClient, MetadataRecord } from './echo-client.ts';
@@ -576,11 +576,7 @@ export async function startApiProxy(t: Teardown, targetPort: number): Promise<Ap
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
-  const close = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    });
+  const close = (): Promise<void> => closeServer(server, sockets);
   t.teardown(close);
   return {
     port: (server.address() as net.AddressInfo).port,

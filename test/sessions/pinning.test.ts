@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { ServerHttp2Session } from 'node:http2';
 import { join } from 'node:path';
-import { startEchoBackend } from '../helpers/backend.ts';
+import { closeServer, startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import type { CallResult, EchoClient, MetadataRecord } from '../helpers/echo-client.ts';
@@ -473,11 +473,7 @@ async function startRawEcho(name: string): Promise<RawEcho> {
     get closed() {
       return closed;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => closeServer(server, sessions),
   };
 }
 
