@@ -28,7 +28,7 @@ const SID_BYTES = 8;
 const TIME_BYTES = 6;
 const FIXED_CLAIM_BYTES = SID_BYTES + 2 * TIME_BYTES;
 /** Shortest secret accepted: 32 characters of a random string carry well over 128 bits. */
-export const MIN_SECRET_LENGTH = 32;
+const MIN_SECRET_LENGTH = 32;
 /** Longer than any header a client would send back; bounds the work done on garbage. */
 const MAX_TOKEN_LENGTH = 2048;
 

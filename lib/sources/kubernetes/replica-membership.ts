@@ -8,7 +8,7 @@ import type { Logger } from '../../telemetry/log.ts';
 import { statusOf } from './lease.ts';
 import { WatchedCollection } from './watched-collection.ts';
 
-export const REPLICA_LABEL = 'fngate.dev/replica';
+const REPLICA_LABEL = 'fngate.dev/replica';
 const SELECTOR = `${REPLICA_LABEL}=true`;
 
 export interface MembershipOptions {
