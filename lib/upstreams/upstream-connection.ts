@@ -3,6 +3,10 @@
 // session keeps its endpoint across a backend connection failure.
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import type { Endpoint } from '../registry/types.ts';
+import { shareBindAccessors } from './shared-bind-accessors.ts';
+
+// request() binds every call with AsyncResource#bind; see shared-bind-accessors.ts.
+shareBindAccessors();
 
 export interface UpstreamTuning {
   /** Per-stream receive window we advertise to the function. */
