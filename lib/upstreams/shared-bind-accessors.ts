@@ -54,7 +54,9 @@ function bind(this: AsyncResource, fn: (...args: unknown[]) => unknown, thisArg?
   } else {
     bound = this.runInAsyncScope.bind(this, fn, thisArg) as Bound;
   }
-  Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, value: fn.length, writable: false });
+  // Both kinds of `bound` already have a length of 0 with these attributes; redefining it
+  // anyway would turn every bound function into a dictionary-mode object.
+  if (fn.length !== 0) Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, value: fn.length, writable: false });
   Object.defineProperty(bound, 'asyncResource', asyncResourceAccessor);
   bound[kResource] = this;
   return bound;
