@@ -69,7 +69,7 @@ async function telemetryCost(withAccessLogAndTracer: boolean): Promise<number> {
   const session: SessionInfo = { id: '6e8f1b3e0c2d9a41', functionId: 'fn-bench', versionId: 'v1', endpoint: { key: '127.0.0.1:1' } };
   const headers = { ':path': '/bench.Bench/Unary', ':method': 'POST', 'content-type': 'application/grpc' };
   const cost = cpuPerCall(() => {
-    const upstream = { ...headers };
+    const upstream = Object.entries(headers).flat();
     const now = performance.now();
     const trace = telemetry.rpcStarting(headers, upstream, session);
     const rpc: ForwardedRpc = {

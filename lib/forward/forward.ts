@@ -88,13 +88,14 @@ function callOf(stream: ServerHttp2Stream | ClientHttp2Stream): ForwardedCall {
 export function forwardCall(
   client: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
+  rawHeaders: readonly string[],
   session: Session,
   subject: string,
   timeoutMs: number | undefined,
   telemetry: Telemetry,
 ): void {
   const startedAt = performance.now();
-  const upstreamHeaders = toFunctionHeaders(headers, subject);
+  const upstreamHeaders = toFunctionHeaders(rawHeaders, subject);
   const trace = telemetry.rpcStarting(headers, upstreamHeaders, session);
   const upstream = session.upstream.request(upstreamHeaders);
   const call = new ForwardedCall(client, upstream, session, headers[':path'] ?? '', subject, telemetry, trace, startedAt);
@@ -158,11 +159,11 @@ function onClientClose(this: ServerHttp2Stream): void {
 
 // --- function -> client ---------------------------------------------------------------
 
-function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
+function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {
   const call = callOf(this);
   if (call.state !== AWAITING_RESPONSE || !clientWritable(call)) return;
   call.firstByteAt = performance.now();
-  const out = toClientHeaders(headers, call.session);
+  const out = toClientHeaders(rawHeaders, call.session);
   if (flags & NGHTTP2_FLAG_END_STREAM) {
     // Trailers-only: the status is in this one block, which the client gets as it is.
     call.status = Number(headers['grpc-status'] ?? Status.UNKNOWN);

@@ -1,44 +1,79 @@
 // Header rewriting between the client and the function. Everything passes unchanged but
 // connection-specific fields, the client's credential (replaced by fngate-subject) and any
 // fngate-subject the client made up.
+//
+// Request and response headers travel as node:http2's flat lists ([name, value, ...], as the
+// 'stream' and 'response' events give them and request()/respond() take them): cheaper than
+// header objects, which node:http2 copies once more before encoding, and faithful to gRPC
+// metadata, whose repeated keys stay separate fields. node:http2 refuses to send a field HTTP
+// allows only once twice, so a repeat of one is dropped and the first kept, as node:http2's
+// own header objects do on receipt. Trailers stay objects: sendTrailers() takes nothing else.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { SESSION_HEADER, type Session } from '../sessions/session.ts';
 
 export const SUBJECT_HEADER = 'fngate-subject';
 
+/** [name, value, name, value, ...], names in lower case as HTTP/2 carries them. */
+export type HeaderList = string[];
+
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 const notToFunction = new Set([...hopByHop, 'authorization', SUBJECT_HEADER]);
+// The function's own session header, if it sent one, is replaced by the gateway's.
+const notToClient = new Set([...hopByHop, SESSION_HEADER]);
 
-/** A copy of `incoming` without the fields named in `drop` (pseudo-headers included as they are). */
-function copyWithout(incoming: IncomingHttpHeaders, drop: ReadonlySet<string>): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in incoming) {
-    if (!drop.has(name)) out[name] = incoming[name];
+// The fields node:http2 sends at most once (its kSingleValueFields).
+const singleValue = new Set([
+  ':status', ':method', ':authority', ':scheme', ':path', ':protocol',
+  'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method',
+  'age', 'authorization', 'content-encoding', 'content-language', 'content-length',
+  'content-location', 'content-md5', 'content-range', 'content-type', 'date', 'dnt', 'etag',
+  'expires', 'from', 'host', 'if-match', 'if-modified-since', 'if-none-match', 'if-range',
+  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization',
+  'range', 'referer', 'retry-after', 'tk', 'upgrade-insecure-requests', 'user-agent',
+  'x-content-type-options',
+]);
+
+function hasName(list: HeaderList, name: string): boolean {
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return true;
+  return false;
+}
+
+/** A copy of `raw` without the fields named in `drop` nor repeats of single-value fields. */
+function listWithout(raw: readonly string[], drop: ReadonlySet<string>): HeaderList {
+  const out: HeaderList = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (drop.has(name) || (singleValue.has(name) && hasName(out, name))) continue;
+    out.push(name, raw[i + 1] as string);
   }
   return out;
 }
 
-export function toFunctionHeaders(incoming: IncomingHttpHeaders, subject: string): OutgoingHttpHeaders {
-  const out = copyWithout(incoming, notToFunction);
-  out[SUBJECT_HEADER] = subject;
+/** The client's request headers (raw) as the function gets them. */
+export function toFunctionHeaders(raw: readonly string[], subject: string): HeaderList {
+  const out = listWithout(raw, notToFunction);
+  out.push(SUBJECT_HEADER, subject);
   return out;
 }
 
 /**
- * The function's response headers (or trailers-only block) as the client gets them: the
+ * The function's response headers (or trailers-only block, raw) as the client gets them: the
  * session id added as metadata and as a cookie.
  */
-export function toClientHeaders(incoming: IncomingHttpHeaders, session: Session): OutgoingHttpHeaders {
-  const out = copyWithout(incoming, hopByHop);
-  out[SESSION_HEADER] = session.token;
-  const cookies = incoming['set-cookie'];
-  out['set-cookie'] = cookies ? [...cookies, ...session.setCookie] : (session.setCookie as string[]);
+export function toClientHeaders(raw: readonly string[], session: Session): HeaderList {
+  const out = listWithout(raw, notToClient);
+  out.push(SESSION_HEADER, session.token);
+  for (const cookie of session.setCookie) out.push('set-cookie', cookie);
   return out;
 }
 
 /** Trailers from the function: only connection-specific fields are dropped. */
 export function toClientTrailers(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  return copyWithout(incoming, hopByHop);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in incoming) {
+    if (!hopByHop.has(name)) out[name] = incoming[name];
+  }
+  return out;
 }
 
 /** The session id as metadata plus its cookie, for responses the gateway makes itself. */

@@ -51,7 +51,9 @@ export class Gateway {
   /** Attach to an HTTP/2 server (h2c or TLS). */
   attach(server: http2.Http2Server | http2.Http2SecureServer): void {
     server.on('session', (session) => this.#onSession(session));
-    server.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
+      this.#onStream(stream, headers, rawHeaders),
+    );
   }
 
   /**
@@ -94,7 +96,7 @@ export class Gateway {
     if (this.#draining) connection.shutDown('drain', false);
   }
 
-  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
     const connection = ClientConnection.of(stream.session as ServerHttp2Session);
     if (!connection) {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
@@ -134,17 +136,18 @@ export class Gateway {
     const principal = this.#opts.authenticator.authenticate(headers.authorization);
     if (principal instanceof Promise) {
       principal.then(
-        (p) => this.#invoke(stream, headers, connection, p, startedAt),
+        (p) => this.#invoke(stream, headers, rawHeaders, connection, p, startedAt),
         () => this.#reject(stream, headers, startedAt, unverifiable, undefined),
       );
       return;
     }
-    this.#invoke(stream, headers, connection, principal, startedAt);
+    this.#invoke(stream, headers, rawHeaders, connection, principal, startedAt);
   }
 
   #invoke(
     stream: ServerHttp2Stream,
     headers: IncomingHttpHeaders,
+    rawHeaders: string[],
     connection: ClientConnection,
     principal: Principal | GrpcError,
     startedAt: number,
@@ -163,7 +166,7 @@ export class Gateway {
     if (isGrpcError(fn)) return this.#reject(stream, headers, startedAt, fn, principal);
     const session = connection.sessions.acquire(fn, invocation.versionId, invocation.sessionId);
     if (isGrpcError(session)) return this.#reject(stream, headers, startedAt, session, principal);
-    forwardCall(stream, headers, session, principal.subject, timeoutMs, this.#opts.telemetry);
+    forwardCall(stream, headers, rawHeaders, session, principal.subject, timeoutMs, this.#opts.telemetry);
   }
 
   #reject(

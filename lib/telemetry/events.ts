@@ -1,7 +1,7 @@
 // What the data plane reports, and to whom: the pipeline calls a Telemetry sink at a few fixed
 // points and never reads anything back except an opaque per-call trace handle. Telemetry
 // depends on nothing upstream of it; the gateway and forwarder depend on this interface only.
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 
 /**
  * Why the gateway closed a client connection: no stream for --idle-timeout; shutting down;
@@ -59,7 +59,7 @@ export interface Telemetry {
    * A call is about to be forwarded. May add trace context to `upstreamHeaders` (W3C
    * traceparent toward the function); the value returned comes back as ForwardedRpc.trace.
    */
-  rpcStarting(clientHeaders: IncomingHttpHeaders, upstreamHeaders: OutgoingHttpHeaders, session: SessionInfo): unknown;
+  rpcStarting(clientHeaders: IncomingHttpHeaders, upstreamHeaders: string[], session: SessionInfo): unknown;
   rpcForwarded(rpc: ForwardedRpc): void;
   rpcRejected(rpc: RejectedRpc): void;
   setDraining(draining: boolean): void;

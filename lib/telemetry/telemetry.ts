@@ -2,7 +2,7 @@
 // an exporter (and a sampler that is not always_off), the access log when --access-log is on.
 // Per RPC this does a few Map lookups and additions; spans and log lines only when enabled.
 import { diag, DiagLogLevel } from '@opentelemetry/api';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { Status } from '../grpc/status.ts';
 import { openAccessLog, type AccessLog } from './access-log.ts';
 import type { CloseReason, ForwardedRpc, RejectedRpc, SessionInfo, Telemetry } from './events.ts';
@@ -49,7 +49,7 @@ export class GatewayTelemetry implements Telemetry {
     this.metrics.closedByGateway.add(reason);
   }
 
-  rpcStarting(clientHeaders: IncomingHttpHeaders, upstreamHeaders: OutgoingHttpHeaders, session: SessionInfo): RpcTrace | undefined {
+  rpcStarting(clientHeaders: IncomingHttpHeaders, upstreamHeaders: string[], session: SessionInfo): RpcTrace | undefined {
     this.metrics.stats.function(session.functionId, session.versionId).activeStreams++;
     const tracer = this.#tracer;
     return tracer === undefined ? undefined : tracer.start(clientHeaders, upstreamHeaders, session);

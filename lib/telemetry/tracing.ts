@@ -5,7 +5,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api';
 import { millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { Status } from '../grpc/status.ts';
 import type { ForwardedRpc, SessionInfo } from './events.ts';
 import { createSampler, createSpanExporter, type TraceSettings } from './otel-config.ts';
@@ -34,9 +34,17 @@ const getter: TextMapGetter<IncomingHttpHeaders> = {
   keys: (carrier) => Object.keys(carrier),
   get: (carrier, key) => carrier[key],
 };
-const setter: TextMapSetter<OutgoingHttpHeaders> = {
+// The function's headers are node:http2's flat [name, value, ...] list: a traceparent or
+// tracestate the client sent is replaced, not sent twice.
+const setter: TextMapSetter<string[]> = {
   set: (carrier, key, value) => {
-    carrier[key] = value;
+    for (let i = 0; i < carrier.length; i += 2) {
+      if (carrier[i] === key) {
+        carrier[i + 1] = value;
+        return;
+      }
+    }
+    carrier.push(key, value);
   },
 };
 
@@ -72,7 +80,7 @@ export class RpcTracer {
    * span. An unsampled call returns undefined: a client's traceparent then goes on unchanged,
    * and a call without one carries the unsampled decision on.
    */
-  start(clientHeaders: IncomingHttpHeaders, upstreamHeaders: OutgoingHttpHeaders, session: SessionInfo): RpcTrace | undefined {
+  start(clientHeaders: IncomingHttpHeaders, upstreamHeaders: string[], session: SessionInfo): RpcTrace | undefined {
     // Sampling only what a caller sampled: a call without a traceparent costs nothing.
     if (this.#rootNeverSampled && clientHeaders.traceparent === undefined) return undefined;
     const parent = this.#propagator.extract(ROOT_CONTEXT, clientHeaders, getter);

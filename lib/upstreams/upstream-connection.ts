@@ -1,7 +1,7 @@
 // A session's own HTTP/2 connection to its pinned endpoint. Connected lazily on the first
 // request (Node queues requests made while connecting) and re-dialled if it dies, so the
 // session keeps its endpoint across a backend connection failure.
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Endpoint } from '../registry/types.ts';
 import { shareBindAccessors } from './shared-bind-accessors.ts';
 
@@ -38,7 +38,8 @@ export class UpstreamConnection {
   }
 
   /** Opens a stream to the endpoint; errors surface on the stream, never as a throw. */
-  request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
+  /** `headers`: node:http2's flat [name, value, ...] list. */
+  request(headers: readonly string[]): ClientHttp2Stream {
     const session = this.#live();
     try {
       return session.request(headers, REQUEST_OPTIONS);

@@ -143,6 +143,43 @@ async function startMessageBackend(messages: { good: string; sloppy: string }): 
   };
 }
 
+/**
+ * A backend that records each request's header fields as they arrived (node:http2's flat
+ * list) and answers with fields a strict sender would refuse: a repeated content-type, a
+ * repeated metadata key, and an nvcf-reqid of its own.
+ */
+async function startFieldsBackend(): Promise<{ address: string; seen: string[][]; close(): Promise<void> }> {
+  const server = http2.createServer({ strictSingleValueFields: false });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const seen: string[][] = [];
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  server.on('stream', (stream, _headers, _flags, rawHeaders: string[]) => {
+    seen.push(rawHeaders);
+    stream.on('error', () => {});
+    stream.resume();
+    const fields = [':status', '200', 'content-type', 'application/grpc', 'content-type', 'application/grpc+proto', 'x-fn', 'one', 'x-fn', 'two', 'nvcf-reqid', 'made-up-by-function'];
+    stream.respond(fields, { waitForTrailers: true });
+    stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    seen,
+    close: () => closeServer(server, sessions),
+  };
+}
+
+/** Every value of `name` in a flat [name, value, ...] list, in order. */
+function fieldValues(list: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) values.push(list[i + 1] as string);
+  return values;
+}
+
 // --- the shared gateway -----------------------------------------------------------------
 
 const dir = t.testdir({});
@@ -157,13 +194,16 @@ const FN_SLOPPY_RAW = '50% off %zz 100%';
 
 const echo = await startEchoBackend({ name: 'echo' });
 const messenger = await startMessageBackend({ good: FN_MESSAGE_RAW, sloppy: FN_SLOPPY_RAW });
+const fields = await startFieldsBackend();
 t.teardown(async () => {
   await echo.stop(1000);
   await messenger.close();
+  await fields.close();
 });
 writeFunctionsDir(fnDir, [
   { name: 'echo', functionId: 'fn-echo', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [echo.address] }] },
   { name: 'messenger', functionId: 'fn-messenger', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [messenger.address] }] },
+  { name: 'fields', functionId: 'fn-fields', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [fields.address] }] },
 ]);
 const KEY = randomKey();
 writeKeysFile(keysFile, [{ name: 'all', key: KEY, functions: '*' }]);
@@ -272,6 +312,45 @@ t.test('grpc-message from the function passes through unchanged', async (t) => {
   t.match(r, { status: 10, details: '100% sure, 50%25 not' });
   const py = await runPythonClient(['--target', gw.h2c, '-H', `authorization=Bearer ${KEY}`, '-H', 'function-id=fn-echo', '-H', 'x-echo-status=10', '-H', 'x-echo-message=100% sure, 50%25 not', 'unary']);
   t.match(py.calls[0], { code: 'ABORTED', details: '100% sure, 50%25 not' });
+});
+
+t.test('header fields: repeated metadata stays separate both ways, a repeated single-value field keeps the first', async (t) => {
+  // A client that sends what HTTP/2 allows but a strict sender would refuse.
+  // (@types/node does not list strictSingleValueFields yet.)
+  const session = http2.connect(`http://${gw.h2c}`, { strictSingleValueFields: false } as http2.ClientSessionOptions);
+  t.teardown(() => session.close());
+  session.on('error', () => {});
+  const request = [
+    ':method', 'POST', ':scheme', 'http', ':authority', 'fngate.test', ':path', ECHO_PATHS.Unary,
+    'content-type', 'application/grpc', 'te', 'trailers', 'authorization', `Bearer ${KEY}`, 'function-id', 'fn-fields',
+    'x-meta', 'a', 'x-meta', 'b', 'user-agent', 'first/1', 'user-agent', 'second/2', 'fngate-subject', 'forged',
+  ];
+  const result = await new Promise<{ fields: string[]; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+    const req = session.request(request);
+    let got: string[] = [];
+    req.on('response', (_h, _flags, rawHeaders: string[]) => {
+      got = rawHeaders;
+    });
+    req.on('trailers', (trailers) => resolve({ fields: got, trailers }));
+    req.on('error', reject);
+    req.on('close', () => reject(new Error(`closed without trailers (rst ${req.rstCode})`)));
+    req.resume();
+    req.end(grpcFrame(encodeEchoRequest({})));
+  });
+
+  const upstream = fields.seen.at(-1) ?? [];
+  t.same(fieldValues(upstream, 'x-meta'), ['a', 'b'], 'the function gets both x-meta fields, in order, as two fields');
+  t.same(fieldValues(upstream, 'user-agent'), ['first/1'], 'a repeated user-agent (single-value): the first, once');
+  t.same(fieldValues(upstream, 'authorization'), [], 'no credential');
+  t.same(fieldValues(upstream, 'fngate-subject'), ['all'], 'fngate-subject once: the key name, not the forged one');
+
+  t.same(fieldValues(result.fields, 'x-fn'), ['one', 'two'], 'the client gets both x-fn fields, in order');
+  t.same(fieldValues(result.fields, 'content-type'), ['application/grpc'], 'a repeated content-type from the function: the first, once');
+  const ids = fieldValues(result.fields, 'nvcf-reqid');
+  t.equal(ids.length, 1, 'one nvcf-reqid');
+  t.match(ids[0], SESSION_ID, "the gateway's session id, not the function's own");
+  t.equal(result.trailers['grpc-status'], '0', 'the call succeeded');
+  await goodCallWorks(t, 'after the repeated fields');
 });
 
 t.test('gateway-originated grpc-message is percent-encoded correctly', async (t) => {
