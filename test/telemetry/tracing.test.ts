@@ -24,7 +24,11 @@ const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
 const traceparent = (traceId: string, spanId: string, flags = '01'): string => `00-${traceId}-${spanId}-${flags}`;
 
 /** Calls fn-echo once with `md` and returns the metadata the backend saw for it. */
-async function callAndSee(gw: GatewayProcess, md: MetadataRecord, backend: EchoBackend = echo): Promise<{ status: number; session: string; seen: Map<string, string> }> {
+async function callAndSee(
+  gw: GatewayProcess,
+  md: MetadataRecord,
+  backend: EchoBackend = echo,
+): Promise<{ status: number; session: string; seen: Map<string, string>; count: (name: string) => number }> {
   const client = echoClient(gw.h2c);
   try {
     const before = backend.callLog.length;
@@ -32,11 +36,13 @@ async function callAndSee(gw: GatewayProcess, md: MetadataRecord, backend: EchoB
     const record = backend.callLog[before];
     if (record === undefined) throw new Error(`the backend saw no call (status ${r.status} ${r.details})`);
     const seen = new Map<string, string>();
-    for (const line of record.metadata.split('\n')) {
+    const lines = record.metadata.split('\n');
+    for (const line of lines) {
       const at = line.indexOf(': ');
       if (at > 0) seen.set(line.slice(0, at), line.slice(at + 2));
     }
-    return { status: r.status, session: String(r.initial['nvcf-reqid'] ?? r.trailing['nvcf-reqid']), seen };
+    const count = (name: string): number => lines.filter((l) => l.startsWith(`${name}: `)).length;
+    return { status: r.status, session: String(r.initial['nvcf-reqid'] ?? r.trailing['nvcf-reqid']), seen, count };
   } finally {
     client.close();
   }
@@ -59,8 +65,10 @@ t.test('client -> gateway SERVER -> gateway CLIENT -> function, one trace', asyn
 
   const traceId = hex(16);
   const clientSpanId = hex(8);
-  const { status, session, seen } = await callAndSee(gw, { traceparent: traceparent(traceId, clientSpanId), tracestate: 'vendor=abc' });
+  const { status, session, seen, count } = await callAndSee(gw, { traceparent: traceparent(traceId, clientSpanId), tracestate: 'vendor=abc' });
   t.equal(status, 0);
+  t.equal(count('traceparent'), 1, "the function gets one traceparent: the gateway's replaces the client's");
+  t.equal(count('tracestate'), 1, 'and one tracestate');
 
   await receiver.waitForSpans((spans) => spans.filter((s) => s.traceId === traceId).length >= 2);
   const spans = receiver.spans.filter((s) => s.traceId === traceId);
