@@ -17,6 +17,7 @@ import type { TestFunction } from '../helpers/files.ts';
 import { metricsText, startGateway } from '../helpers/gateway.ts';
 import type { GatewayProcess } from '../helpers/gateway.ts';
 import { sleep } from '../helpers/wait.ts';
+import { writeSessionKeys } from '../helpers/session-ids.ts';
 
 export const FN = 'fn-abuse';
 export const MiB = 1024 * 1024;
@@ -39,10 +40,12 @@ export interface Fixtures {
   readonly key: string;
   /** authorization + function-id of the Echo function. */
   readonly auth: { readonly authorization: string; readonly 'function-id': string };
-  /** Holds fns/ (for --functions) and keys.yaml (for --api-keys). */
+  /** Holds fns/ (for --functions), keys.yaml (for --api-keys) and session.key. */
   readonly dir: string;
-  /** --functions and --api-keys for these files. */
+  /** --functions, --api-keys and --session-key-file for these files. */
   readonly args: string[];
+  /** The sid inside an nvcf-reqid this gateway sent (tokens of one session may differ). */
+  readonly sidOf: (token: unknown) => string;
 }
 
 /** An Echo backend (stopped in teardown), a Function on it and a key for it, as files. */
@@ -55,8 +58,9 @@ export async function writeFixtures(t: Test, opts: SetupOpts = {}): Promise<Fixt
   writeFunctionsDir(join(dir, 'fns'), fns);
   const key = randomKey();
   writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'abuse', key, functions: '*' }]);
-  const args = ['--functions', join(dir, 'fns'), '--api-keys', join(dir, 'keys.yaml')];
-  return { echo, key, auth: { authorization: `Bearer ${key}`, 'function-id': FN }, dir, args };
+  const sessionKeys = writeSessionKeys(dir);
+  const args = ['--functions', join(dir, 'fns'), '--api-keys', join(dir, 'keys.yaml'), '--session-key-file', sessionKeys.path];
+  return { echo, key, auth: { authorization: `Bearer ${key}`, 'function-id': FN }, dir, args, sidOf: sessionKeys.sidOf };
 }
 
 /** The fixtures and a gateway on them (stopped in teardown). */
@@ -200,6 +204,10 @@ export interface RawGrpcBackend {
   readonly address: string;
   /** Calls answered or open. */
   readonly calls: number;
+  /** Calls whose stream is still open. */
+  readonly open: number;
+  /** Calls the caller reset with CANCEL before the answer was complete. */
+  readonly cancelled: number;
   close(): Promise<void>;
 }
 
@@ -211,6 +219,8 @@ export async function startRawGrpcBackend(): Promise<RawGrpcBackend> {
   const server = http2.createServer();
   const sessions = new Set<http2.ServerHttp2Session>();
   let calls = 0;
+  let open = 0;
+  let cancelled = 0;
   server.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
@@ -218,6 +228,11 @@ export async function startRawGrpcBackend(): Promise<RawGrpcBackend> {
   });
   server.on('stream', (stream, headers) => {
     calls++;
+    open++;
+    stream.on('close', () => {
+      open--;
+      if (stream.rstCode === http2.constants.NGHTTP2_CANCEL) cancelled++;
+    });
     stream.on('error', () => {});
     stream.resume();
     const timeout = headers['grpc-timeout'];
@@ -237,6 +252,12 @@ export async function startRawGrpcBackend(): Promise<RawGrpcBackend> {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     get calls() {
       return calls;
+    },
+    get open() {
+      return open;
+    },
+    get cancelled() {
+      return cancelled;
     },
     close: () => closeServer(server, sessions),
   };

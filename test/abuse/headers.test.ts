@@ -165,11 +165,20 @@ t.test('grpc-timeout', async (t) => {
   });
 
   await t.test('the smallest values expire at once: DEADLINE_EXCEEDED from the gateway', async (t) => {
-    for (const timeout of ['0S', '1n', '1u', '1m']) {
-      const r = await call(timeout, { 'x-echo-sleep-ms': '2000' });
+    // To the backend that ignores grpc-timeout (a grpc-js one would expire these itself), so
+    // only the gateway can end its calls before their 2 s answer.
+    const backend = raw as RawGrpcBackend;
+    const callsBefore = backend.calls;
+    const cancelledBefore = backend.cancelled;
+    // 200m as well: long enough for the function's stream to be open when the deadline comes.
+    for (const timeout of ['0S', '1n', '1u', '1m', '200m']) {
+      const r = await call(timeout, { 'function-id': 'fn-raw', 'x-sleep-ms': '2000' });
       t.equal(r.headers['grpc-status'] ?? r.trailers['grpc-status'], '4', `grpc-timeout ${timeout}: DEADLINE_EXCEEDED`);
     }
-    await waitFor(() => echo.active === 0, 5000, 'the function calls were cancelled');
+    await waitFor(() => backend.open === 0, 5000, 'the function streams are closed');
+    // A call can expire before its stream reaches the function at all; every one that did was cut.
+    t.ok(backend.calls - callsBefore >= 1, 'the function saw at least the 200m call');
+    t.equal(backend.cancelled - cancelledBefore, backend.calls - callsBefore, 'every function stream that was opened was reset with CANCEL');
     expectNoErrorLogs(t, gw);
   });
 });

@@ -9,6 +9,7 @@ import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient } from '../helpers/echo-client.ts';
 import { makeTlsCert, randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import { startTlsGateway, SESSION_ID } from '../helpers/gateway.ts';
+import { writeSessionKeys } from '../helpers/session-ids.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -96,7 +97,9 @@ t.test('TLS listener', async (t) => {
   writeKeysFile(join(dir, 'keys.yaml'), [{ name: 'tls-tester', key, functions: [FN] }]);
   const certDir = join(dir, 'tls');
   const first = makeTlsCert(certDir, { commonName: 'fngate-first' });
-  const gw = await startTlsGateway(t, dir, first);
+  const sessionKeys = writeSessionKeys(dir);
+  const { sidOf } = sessionKeys;
+  const gw = await startTlsGateway(t, dir, first, ['--session-key-file', sessionKeys.path]);
   const tlsAddr = gw.tls;
   t.match(tlsAddr, /^127\.0\.0\.1:\d+$/, 'TLS listener bound where asked');
   t.not(tlsAddr, gw.h2c, 'separate from the h2c listener');
@@ -130,7 +133,7 @@ t.test('TLS listener', async (t) => {
     t.match(cs, { status: 0, reply: { received_bytes: 30, received_messages: 2 } });
     const bi = await c.bidi(auth, [{ payload: Buffer.alloc(1) }, { payload: Buffer.alloc(2) }]);
     t.match(bi, { status: 0, replyCount: 2 });
-    t.equal(ss.initial['nvcf-reqid'], u.initial['nvcf-reqid'], 'one connection, one session');
+    t.equal(sidOf(ss.initial['nvcf-reqid']), sidOf(u.initial['nvcf-reqid']), 'one connection, one session');
     const denied = await c.unary({ 'function-id': FN });
     t.equal(denied.status, 16, 'gateway errors work over TLS too (UNAUTHENTICATED)');
   });
@@ -141,7 +144,7 @@ t.test('TLS listener', async (t) => {
     t.equal(unary.calls.length, 2);
     t.match(unary.calls[0], { code: 'OK', backend: 'tls-backend', received_bytes: 100 });
     t.match(unary.calls[0]?.initial_metadata['nvcf-reqid'], SESSION_ID);
-    t.equal(unary.calls[1]?.initial_metadata['nvcf-reqid'], unary.calls[0]?.initial_metadata['nvcf-reqid'], 'same channel, same session');
+    t.equal(sidOf(unary.calls[1]?.initial_metadata['nvcf-reqid']), sidOf(unary.calls[0]?.initial_metadata['nvcf-reqid']), 'same channel, same session');
     const ss = await runPythonClient([...target, 'server-stream', '--count', '3', '--reply-size', '500']);
     t.match(ss.calls[0], { code: 'OK', replies: 3, reply_bytes: 1500 });
     const bidi = await runPythonClient([...target, 'bidi', '--count', '3', '--payload-size', '10']);

@@ -106,6 +106,7 @@ export async function startTlsGateway(
   t: { teardown(fn: () => unknown): void },
   dir: string,
   cert: { cert: string; key: string },
+  extraArgs: string[] = [],
 ): Promise<GatewayProcess & { readonly tls: string }> {
   const gw = await startGateway([
     '--functions', join(dir, 'fns'),
@@ -113,6 +114,7 @@ export async function startTlsGateway(
     '--tls-listen', '127.0.0.1:0',
     '--tls-cert', cert.cert,
     '--tls-key', cert.key,
+    ...extraArgs,
   ]);
   t.teardown(() => gw.stop());
   const tls = gw.tls;

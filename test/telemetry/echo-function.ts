@@ -2,14 +2,12 @@
 // as the only endpoint of Function fn-echo (`functions/`), an API key file (`keys.yaml`) and a
 // session key file, so the test can open the ids the gateway hands out and find their sid.
 import type { Test } from 'tap';
-import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
 import { startEchoBackend } from '../helpers/backend.ts';
 import type { EchoBackend } from '../helpers/backend.ts';
 import { writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
 import type { TestKey } from '../helpers/files.ts';
+import { writeSessionKeys } from '../helpers/session-ids.ts';
 
 export interface EchoFunction {
   /** t.testdir(). */
@@ -30,10 +28,6 @@ export async function echoFunction(t: Test, keys: TestKey[]): Promise<EchoFuncti
   t.teardown(() => echo.stop(1000));
   writeFunctionsDir(fnDir, [{ name: 'echo', functionId: 'fn-echo', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [echo.address] }] }]);
   writeKeysFile(keysFile, keys);
-  const secret = randomBytes(32).toString('hex');
-  const sessionKeyFile = join(dir, 'session.key');
-  writeFileSync(sessionKeyFile, `${secret}\n`);
-  const ring = SessionKeyRing.fromSecrets([secret]);
-  const sidOf = (token: string): string => ring.open(token)?.sid ?? `(not a session id: ${token})`;
-  return { dir, echo, args: ['--functions', fnDir, '--api-keys', keysFile, '--session-key-file', sessionKeyFile], sidOf };
+  const sessionKeys = writeSessionKeys(dir);
+  return { dir, echo, args: ['--functions', fnDir, '--api-keys', keysFile, '--session-key-file', sessionKeys.path], sidOf: sessionKeys.sidOf };
 }
