@@ -310,18 +310,11 @@ class Verifier implements JwtVerifier {
       path,
       timing,
       unreadableMessage: 'cannot read JWKS file; keeping the last good keys',
+      invalidMessage: 'invalid JWKS file; keeping the last good keys',
       initialText: text,
-      onText: (next) => {
-        let jwks: JSONWebKeySet;
-        try {
-          jwks = parseJwksFile(next, `jwks file ${path}`);
-        } catch (err) {
-          this.#log.error('invalid JWKS file; keeping the last good keys', { file: path, error: (err as Error).message });
-          return undefined;
-        }
-        return () => {
-          local = this.#useLocal(jwks, path);
-        };
+      parse: (next) => parseJwksFile(next, `jwks file ${path}`),
+      apply: (jwks) => {
+        local = this.#useLocal(jwks, path);
       },
       log: this.#log,
     });

@@ -95,16 +95,11 @@ export function watchApiKeysFile(
     timing,
     initialText,
     unreadableMessage: 'cannot read api keys file; keeping the last good keys',
-    onText: (text) => {
-      let records: ApiKeyRecord[];
-      try {
-        records = parseApiKeysFile(text, path);
-      } catch (err) {
-        log.error('invalid api keys file; keeping the last good keys', { file: path, error: (err as Error).message });
-        return undefined;
-      }
+    invalidMessage: 'invalid api keys file; keeping the last good keys',
+    parse: (text) => parseApiKeysFile(text, path),
+    apply: (records) => {
       log.info('api keys loaded', { file: path, keys: records.length });
-      return () => onChange(records);
+      onChange(records);
     },
     log,
   });

@@ -34,18 +34,11 @@ export function watchSessionKeys(
     timing,
     initialText,
     unreadableMessage: 'session key file unreadable; keeping the keys in use',
-    onText: (text) => {
-      let keys: SessionKeyRing;
-      try {
-        keys = SessionKeyRing.fromSecrets(parseSessionSecrets(text, path));
-      } catch (err) {
-        log.error('session key file rejected; keeping the keys in use', { error: (err as Error).message });
-        return undefined;
-      }
-      return () => {
-        onKeys(keys);
-        log.info('session keys loaded', { file: path, keys: keys.size });
-      };
+    invalidMessage: 'session key file rejected; keeping the keys in use',
+    parse: (text) => SessionKeyRing.fromSecrets(parseSessionSecrets(text, path)),
+    apply: (keys) => {
+      onKeys(keys);
+      log.info('session keys loaded', { file: path, keys: keys.size });
     },
     log,
   });

@@ -153,18 +153,22 @@ export async function readTextFile(path: string, label: string): Promise<string>
   }
 }
 
-export interface TextFileWatchOptions {
+export interface TextFileWatchOptions<T> {
   readonly path: string;
   readonly timing: WatchTiming;
   /** Logged once (until the file is readable again) while the file cannot be read. */
   readonly unreadableMessage: string;
+  /** Logged when a changed text does not parse; what is in use stays. */
+  readonly invalidMessage: string;
   /** Text already in use (read at startup): not delivered again. */
   readonly initialText?: string;
   /**
-   * Called with each text that differs from the last one read, good or bad (so the same bad
-   * text is reported once); returns the notification to deliver, if any.
+   * Parses each text that differs from the last one read, good or bad (so the same bad text
+   * is reported once); throws naming what is wrong.
    */
-  readonly onText: (text: string) => (() => void) | undefined;
+  readonly parse: (text: string) => T;
+  /** Puts a text that parsed into use. */
+  readonly apply: (value: T) => void;
   readonly log: Logger;
 }
 
@@ -173,7 +177,7 @@ export interface TextFileWatchOptions {
  * replace files by rename, which a watch on the old inode would never see. The file is read
  * again only when its stat signature changed.
  */
-export function watchTextFile(opts: TextFileWatchOptions): Closable {
+export function watchTextFile<T>(opts: TextFileWatchOptions<T>): Closable {
   const { path, timing, log } = opts;
   const base = basename(path);
   let signature: string | undefined;
@@ -196,7 +200,14 @@ export function watchTextFile(opts: TextFileWatchOptions): Closable {
     }
     if (text === lastText) return undefined;
     lastText = text;
-    return opts.onText(text);
+    let value: T;
+    try {
+      value = opts.parse(text);
+    } catch (err) {
+      log.error(opts.invalidMessage, { file: path, error: (err as Error).message });
+      return undefined;
+    }
+    return () => opts.apply(value);
   };
 
   return watchDirectory({
