@@ -14,7 +14,7 @@ import { MAX_TIMER_MS } from '../grpc/timeout.ts';
 import type { Session } from '../sessions/session.ts';
 import type { ForwardedRpc, Telemetry } from '../telemetry/events.ts';
 import { sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
-import { forwarded } from './read-buffer-reclaim.ts';
+import { forwarded } from '../runtime/young-garbage.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 

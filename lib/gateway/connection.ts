@@ -2,6 +2,7 @@
 // keepalive PINGs never keep it alive), the idle timer built on that count, its sessions, its
 // maximum age, and its graceful shutdown.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { connectionClosed } from '../runtime/young-garbage.ts';
 import type { ConnectionSessions, SessionManager } from '../sessions/session-manager.ts';
 import type { CloseReason } from '../telemetry/events.ts';
 
@@ -67,6 +68,7 @@ export class ClientConnection {
       clearTimeout(this.#maxAge);
       sessions.closeAll();
       events.onClosed(this);
+      connectionClosed();
     });
   }
 

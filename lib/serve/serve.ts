@@ -20,7 +20,7 @@ import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.t
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { defaultUpstreamTuning } from '../upstreams/upstream-connection.ts';
-import { allocatorInUse } from './allocator.ts';
+import { allocatorInUse } from '../runtime/allocator.ts';
 
 export interface RunningGateway {
   /** Bound addresses ("host:port"), for logs and for tests listening on port 0. */

@@ -1,10 +1,10 @@
-// Which malloc the start-up line reports (lib/serve/allocator.ts). The image's own preload is
+// Which malloc the start-up line reports (lib/runtime/allocator.ts). The image's own preload is
 // checked end to end by test/helm/image.test.ts; here, the reading of a maps file.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { allocatorInUse } from '../../lib/serve/allocator.ts';
+import { allocatorInUse } from '../../lib/runtime/allocator.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fngate-maps-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,0 +1,50 @@
+// Frees node:http2's native garbage while it is young. Two kinds pile up:
+// - socket-read buffers: every read gets a fresh ArrayBuffer and the DATA chunks forwarded are
+//   slices of it, garbage as soon as written;
+// - a closed connection's sessions (client side and the session's upstream), whose native
+//   memory V8 holds as external memory until their objects are collected.
+// Both die young, but a proxy allocates so little JavaScript that scavenges are rare, so V8
+// only sees external memory growing and frees it with full mark-compacts: 20-35 per GiB
+// forwarded, and ~5 a second under connection churn. A scavenge every RECLAIM_BYTES of
+// either frees them for a fraction of that (docs/performance.md): 1 GiB streams ~50% faster
+// with peak RSS ~105 MiB instead of ~155; 10-15% more new connections a second with ~75 MB
+// less RSS. Unary traffic on open connections almost never triggers one.
+//
+// V8's gc() is reached by setting --expose-gc at run time and taking gc from a new context
+// (the main context was made before the flag); if that ever stops working, reclaiming is off
+// and forwarding is unaffected.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** Bytes of young native garbage (forwarded, or closed connections' share) between scavenges. */
+const RECLAIM_BYTES = 16 << 20;
+/** What one closed client connection counts for: a scavenge every 128 connections. */
+const CONNECTION_BYTES = 128 << 10;
+
+type Gc = (options: { type: 'minor' }) => void;
+
+function scavenger(): Gc | undefined {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
+    return typeof gc === 'function' ? (gc as Gc) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const scavenge = scavenger();
+let sinceLast = 0;
+
+/** Counts `n` bytes forwarded; runs a scavenge once RECLAIM_BYTES have gone by. */
+export function forwarded(n: number): void {
+  sinceLast += n;
+  if (sinceLast < RECLAIM_BYTES || scavenge === undefined) return;
+  sinceLast = 0;
+  scavenge({ type: 'minor' });
+}
+
+/** Counts a client connection that closed (with its upstream). */
+export function connectionClosed(): void {
+  forwarded(CONNECTION_BYTES);
+}

@@ -1,0 +1,49 @@
+// The scavenge pacing of lib/runtime/young-garbage.ts: one forced minor GC per 16 MiB
+// forwarded or per 128 closed connections, counted together, seen through Node's 'gc'
+// performance entries (forced ones carry NODE_PERFORMANCE_GC_FLAGS_FORCED).
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import t from 'tap';
+import { connectionClosed, forwarded } from '../../lib/runtime/young-garbage.ts';
+
+interface GcDetail {
+  kind: number;
+  flags: number;
+}
+
+/** Forced scavenges seen while `work` runs (entries arrive asynchronously, so wait a tick). */
+async function forcedScavenges(work: () => void): Promise<number> {
+  const seen: PerformanceEntry[] = [];
+  const observer = new PerformanceObserver((list) => seen.push(...list.getEntries()));
+  observer.observe({ entryTypes: ['gc'] });
+  work();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  observer.disconnect();
+  return seen.filter((e) => {
+    const d = (e as unknown as { detail: GcDetail }).detail;
+    return d.kind === constants.NODE_PERFORMANCE_GC_MINOR && (d.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0;
+  }).length;
+}
+
+const MiB = 1 << 20;
+
+t.test('forwarded bytes: one scavenge per 16 MiB', async (t) => {
+  // Start from a clean count: the first scavenge may come early if anything counted before.
+  await forcedScavenges(() => forwarded(16 * MiB));
+  t.equal(await forcedScavenges(() => forwarded(16 * MiB - 1)), 0, 'short of 16 MiB: none');
+  t.equal(await forcedScavenges(() => forwarded(1)), 1, 'the byte that reaches it: one');
+  t.equal(await forcedScavenges(() => {
+    for (let i = 0; i < 48; i++) forwarded(MiB);
+  }), 3, '48 MiB in 1 MiB chunks: three');
+});
+
+t.test('closed connections: one scavenge per 128, sharing the count with bytes', async (t) => {
+  t.equal(await forcedScavenges(() => {
+    for (let i = 0; i < 127; i++) connectionClosed();
+  }), 0, '127 connections: none');
+  t.equal(await forcedScavenges(() => connectionClosed()), 1, 'the 128th: one');
+  t.equal(await forcedScavenges(() => {
+    for (let i = 0; i < 64; i++) connectionClosed();
+    forwarded(8 * MiB - 1);
+  }), 0, 'half the connections and half the bytes, less one: none');
+  t.equal(await forcedScavenges(() => forwarded(1)), 1, 'then one more byte: one');
+});
