@@ -11,10 +11,10 @@ import http2, {
 } from 'node:http2';
 import { grpcError, respondTrailersOnly, Status, statusFields, type GrpcError, type StatusCode } from '../grpc/status.ts';
 import { MAX_TIMER_MS } from '../grpc/timeout.ts';
+import { forwarded } from '../runtime/young-garbage.ts';
 import type { Session } from '../sessions/session.ts';
 import type { ForwardedRpc, Telemetry } from '../telemetry/events.ts';
 import { sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
-import { forwarded } from '../runtime/young-garbage.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
