@@ -27,6 +27,7 @@ export interface Settings {
   readonly rpsStreams: number;
   readonly latencyRps: number;
   readonly latencySeconds: number;
+  readonly latencyWarmupSeconds: number;
   readonly latencyConcurrency: number;
   readonly idleConns: number;
   readonly idleSettleMs: number;
@@ -119,16 +120,22 @@ export async function latency(ctx: LoadContext, proxy: RunningProxy): Promise<La
   // of calls is the warm-up (--skipFirst); the proxy's CPU reading includes them.
   const skip = Math.round(s.latencyRps / 2);
   const calls = Math.round(s.latencyRps * s.latencySeconds) + skip;
-  const args = [
+  const args = (n: number, report: string): string[] => [
     '--insecure', '--proto', ctx.proto, '--call', 'fngate.bench.Bench.Unary',
     '-d', JSON.stringify({ data: ctx.payloadData.toString('base64') }),
-    '--rps', String(s.latencyRps), '-n', String(calls), '-c', String(s.latencyConcurrency), '--connections', '1',
-    '--metadata', JSON.stringify(metadata), '--skipFirst', String(skip), '-O', 'json', '-o', ctx.scratch('ghz.json'), proxy.target,
+    '--rps', String(s.latencyRps), '-n', String(n), '-c', String(s.latencyConcurrency), '--connections', '1',
+    '--metadata', JSON.stringify(metadata), '--skipFirst', String(skip), '-O', 'json', '-o', ctx.scratch(report), proxy.target,
   ];
+  // A separate warm-up at the same rate, as for h2load: without it a phase run on its own
+  // (BENCH_PHASES=latency) measures a JIT-compiled proxy's first seconds, which the full run,
+  // where this phase follows the saturation one, does not.
+  if (s.latencyWarmupSeconds > 0) {
+    await runOk(ctx.cpus, ctx.bin.ghz, args(Math.round(s.latencyRps * s.latencyWarmupSeconds) + skip, 'ghz-warmup.json'), (s.latencyWarmupSeconds * 2 + 30) * 1000);
+  }
   const pid = proxy.proc?.pid;
   const cpu0 = pid === undefined ? 0 : cpuMicros(pid);
   // The JSON report lists every call: to a file, not through a pipe.
-  await runOk(ctx.cpus, ctx.bin.ghz, args, (s.latencySeconds * 2 + 30) * 1000);
+  await runOk(ctx.cpus, ctx.bin.ghz, args(calls, 'ghz.json'), (s.latencySeconds * 2 + 30) * 1000);
   const out = readFileSync(ctx.scratch('ghz.json'), 'utf8');
   const cpu1 = pid === undefined ? 0 : cpuMicros(pid);
   const r = JSON.parse(out) as {
