@@ -102,8 +102,9 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     await kubernetes.start();
   } else if (config.functions !== undefined) {
     const dir = config.functions;
-    registry.replaceFunctions(await loadFunctionsDir(dir));
-    closables.push(watchFunctionsDir(dir, (specs) => registry.replaceFunctions(specs), log));
+    const loaded = await loadFunctionsDir(dir, log);
+    registry.replaceFunctions(loaded.specs);
+    closables.push(watchFunctionsDir(dir, (specs) => registry.replaceFunctions(specs), log, {}, loaded));
   } else {
     log.warn('no --functions directory and no --kubernetes: no function can be invoked');
   }

@@ -364,7 +364,7 @@ t.test('files: functions, keys, TLS certificate', async (t) => {
     { name: 'other', functionId: 'fn-2', activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: ['127.0.0.1:4'] }] },
   ]);
   t.equal(paths.length, 2);
-  const specs = await loadFunctionsDir(join(dir, 'fns'));
+  const { specs } = await loadFunctionsDir(join(dir, 'fns'));
   t.match(specs, [
     { name: 'greeter', functionId: 'fn-1', activeVersion: 'v2', maxSessionsPerEndpoint: 1, versions: [{ versionId: 'v1' }, { versionId: 'v2', backend: { kind: 'static', endpoints: ['127.0.0.1:2', '127.0.0.1:3'] } }] },
     { name: 'other', functionId: 'fn-2' },

@@ -42,8 +42,9 @@ t.test('loadFunctionsDir reads every yaml file, all documents, in name order', a
     'empty.yaml': '',
     'dir.yaml': {},
   });
-  const specs = await loadFunctionsDir(dir);
+  const { specs, files } = await loadFunctionsDir(dir);
   t.same(ids(specs), ['fn-a1', 'fn-a2', 'fn-b']);
+  t.same([...files.keys()], ['a.yaml', 'b.yml', 'empty.yaml'], 'the files read, for a watcher to start from');
   t.equal(specs[0]?.origin, `${join(dir, 'a.yaml')} (document 2)`);
   t.equal(specs[2]?.origin, join(dir, 'b.yml'));
   t.same(specs[2]?.versions[0]?.backend, { kind: 'static', endpoints: ['127.0.0.1:50051'] });
@@ -111,6 +112,38 @@ t.test('watchFunctionsDir follows writes, renames and deletes', async (t) => {
   await writeFile(join(dir, 'README.md'), 'junk');
   await sleep(300);
   t.same(got.pending, []);
+});
+
+t.test('a watcher started from the load reports only what changed since', async (t) => {
+  const dir = t.testdir({ 'a.yaml': fn('a', 'fn-a'), 'b.yaml': fn('b', 'fn-b') });
+  const loadLog = captureLog();
+  const snapshot = await loadFunctionsDir(dir, loadLog.log);
+  t.same(loadLog.lines.map((l) => [l['msg'], l['file'], l['functions']]), [
+    ['functions file loaded', join(dir, 'a.yaml'), ['fn-a']],
+    ['functions file loaded', join(dir, 'b.yaml'), ['fn-b']],
+  ], 'the load logs each file as the watcher logs a reload');
+
+  const got = changes<FunctionSpec[]>();
+  const { log, lines } = captureLog();
+  const w = watchFunctionsDir(dir, got.onChange, log, { pollMs: 100 }, snapshot);
+  t.teardown(() => w.close());
+  await sleep(400);
+  t.same(got.pending, [], 'several scans of the unchanged directory: nothing delivered');
+  t.same(lines, [], 'and nothing logged');
+
+  await writeFile(join(dir, 'b.yaml'), fn('b', 'fn-b2'));
+  t.same(ids(await got.next()), ['fn-a', 'fn-b2'], 'a change after: delivered with the rest');
+  t.same(lines.map((l) => l['file']), [join(dir, 'b.yaml')], 'and only the changed file read and logged');
+});
+
+t.test('a change between the load and the watcher is not missed', async (t) => {
+  const dir = t.testdir({ 'a.yaml': fn('a', 'fn-a') });
+  const snapshot = await loadFunctionsDir(dir);
+  await writeFile(join(dir, 'c.yaml'), fn('c', 'fn-c'));
+  const got = changes<FunctionSpec[]>();
+  const w = watchFunctionsDir(dir, got.onChange, captureLog().log, {}, snapshot);
+  t.teardown(() => w.close());
+  t.same(ids(await got.next()), ['fn-a', 'fn-c']);
 });
 
 t.test('a file that is invalid from the start contributes nothing until fixed', async (t) => {

@@ -40,17 +40,6 @@ async function listManifestFiles(dir: string): Promise<string[]> {
   return entries.filter(isManifestName).sort();
 }
 
-/** Reads every manifest file; the first invalid one throws (ManifestError naming it). */
-export async function loadFunctionsDir(dir: string): Promise<FunctionSpec[]> {
-  const specs: FunctionSpec[] = [];
-  for (const name of await listManifestFiles(dir)) {
-    const file = join(dir, name);
-    if (!(await stat(file)).isFile()) continue;
-    specs.push(...parseFunctionsFile(await readFile(file, 'utf8'), file));
-  }
-  return specs;
-}
-
 interface FileState {
   /** statSignature when last read, so an unchanged (even if bad) file is not re-read. */
   signature: string | undefined;
@@ -60,20 +49,53 @@ interface FileState {
   specs: readonly FunctionSpec[];
 }
 
+/** What a load read: its Functions, and each file's state for a watcher to start from. */
+export interface FunctionsDirSnapshot {
+  readonly specs: FunctionSpec[];
+  readonly files: ReadonlyMap<string, Readonly<FileState>>;
+}
+
+function logLoaded(log: Logger, file: string, specs: readonly FunctionSpec[]): void {
+  log.info('functions file loaded', { file, functions: specs.map((s) => s.functionId) });
+}
+
+/**
+ * Reads every manifest file; the first invalid one throws (ManifestError naming it). With a
+ * `log`, each file read is logged as the watcher logs a reload.
+ */
+export async function loadFunctionsDir(dir: string, log?: Logger): Promise<FunctionsDirSnapshot> {
+  const specs: FunctionSpec[] = [];
+  const files = new Map<string, FileState>();
+  for (const name of await listManifestFiles(dir)) {
+    const file = join(dir, name);
+    const s = await stat(file);
+    if (!s.isFile()) continue;
+    const text = await readFile(file, 'utf8');
+    const state = { signature: statSignature(s), text, specs: parseFunctionsFile(text, file) };
+    files.set(name, state);
+    specs.push(...state.specs);
+    if (log) logLoaded(log, file, state.specs);
+  }
+  return { specs, files };
+}
+
 /**
  * Calls `onChange` with the whole directory's Functions after the first scan and after
  * every change. A file that became invalid keeps its last good content (an error is
  * logged), so one bad edit does not take a live function away; a deleted file drops its
- * Functions.
+ * Functions. Given the start-up load's `snapshot`, it starts from that instead: files not
+ * changed since are neither read nor reported again.
  */
 export function watchFunctionsDir(
   dir: string,
   onChange: (specs: FunctionSpec[]) => void,
   log: Logger,
   timing: WatchTiming = {},
+  snapshot?: FunctionsDirSnapshot,
 ): Closable {
   const files = new Map<string, FileState>();
-  let first = true;
+  for (const [name, state] of snapshot?.files ?? []) files.set(name, { ...state });
+  let first = snapshot === undefined;
   let dirMissingLogged = false;
 
   const check = async (): Promise<(() => void) | undefined> => {
@@ -111,7 +133,7 @@ export function watchFunctionsDir(
         state.text = text;
         state.specs = parseFunctionsFile(text, file);
         changed = true;
-        log.info('functions file loaded', { file, functions: state.specs.map((s) => s.functionId) });
+        logLoaded(log, file, state.specs);
       } catch (err) {
         const kept = state.specs.map((s) => s.functionId);
         log.error('invalid functions file; keeping its last good content', { file, error: (err as Error).message, kept });
