@@ -84,7 +84,8 @@ export async function loadFunctionsDir(dir: string, log?: Logger): Promise<Funct
  * every change. A file that became invalid keeps its last good content (an error is
  * logged), so one bad edit does not take a live function away; a deleted file drops its
  * Functions. Given the start-up load's `snapshot`, it starts from that instead: files not
- * changed since are neither read nor reported again.
+ * changed since are not parsed or reported again (one written in the last two seconds is
+ * read once more, to compare its text).
  */
 export function watchFunctionsDir(
   dir: string,
