@@ -5,7 +5,8 @@
 // RUN verbatim with `sh -c` (no absolute paths allowed in a RUN, so nothing leaves the
 // scratch directory). The final stage is then started the way the image's ENTRYPOINT and
 // the chart's command start it: `--help`, `keys create`, `fngate local` answering a real
-// gRPC call, and every dist/lib module importing with ONLY the production dependencies.
+// gRPC call on the image's preloaded mimalloc, and every dist/lib module importing with ONLY
+// the production dependencies.
 // `make image-check` runs this file; `make image` builds the real image where Docker is.
 import t from 'tap';
 import type { Test } from 'tap';
