@@ -1,14 +1,10 @@
 // The scavenge pacing of lib/runtime/young-garbage.ts: one forced minor GC per 16 MiB
 // forwarded or per 128 closed connections, counted together, seen through Node's 'gc'
 // performance entries (forced ones carry NODE_PERFORMANCE_GC_FLAGS_FORCED).
-import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import t from 'tap';
 import { connectionClosed, forwarded } from '../../lib/runtime/young-garbage.ts';
-
-interface GcDetail {
-  kind: number;
-  flags: number;
-}
+import { isForcedScavenge } from '../helpers/gc-entries.ts';
 
 /** Forced scavenges seen while `work` runs (entries arrive asynchronously, so wait a tick). */
 async function forcedScavenges(work: () => void): Promise<number> {
@@ -18,10 +14,7 @@ async function forcedScavenges(work: () => void): Promise<number> {
   work();
   await new Promise((resolve) => setTimeout(resolve, 50));
   observer.disconnect();
-  return seen.filter((e) => {
-    const d = (e as unknown as { detail: GcDetail }).detail;
-    return d.kind === constants.NODE_PERFORMANCE_GC_MINOR && (d.flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0;
-  }).length;
+  return seen.filter(isForcedScavenge).length;
 }
 
 const MiB = 1 << 20;
