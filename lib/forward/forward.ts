@@ -11,6 +11,7 @@ import http2, {
 } from 'node:http2';
 import { grpcError, respondTrailersOnly, Status, statusFields, type GrpcError, type StatusCode } from '../grpc/status.ts';
 import { MAX_TIMER_MS } from '../grpc/timeout.ts';
+import { contained, failConnection } from '../runtime/contain.ts';
 import { forwarded } from '../runtime/young-garbage.ts';
 import type { Session } from '../sessions/session.ts';
 import type { ForwardedRpc, Telemetry } from '../telemetry/events.ts';
@@ -102,23 +103,37 @@ export function forwardCall(
   (client as unknown as CarriesCall)[kCall] = call;
   (upstream as unknown as CarriesCall)[kCall] = call;
 
-  client.on('data', onClientData);
-  client.on('end', onClientEnd);
-  client.on('wantTrailers', onWantTrailers);
-  client.on('close', onClientClose);
+  client.on('data', handlers.clientData);
+  client.on('end', handlers.clientEnd);
+  client.on('wantTrailers', handlers.wantTrailers);
+  client.on('close', handlers.clientClose);
   // The client stream's 'error' listener is the gateway's; errors end in 'close' either way.
 
-  upstream.on('response', onUpstreamResponse);
-  upstream.on('data', onUpstreamData);
-  upstream.on('trailers', onUpstreamTrailers);
-  upstream.on('end', onUpstreamEnd);
-  upstream.on('error', onUpstreamError);
-  upstream.on('close', onUpstreamClose);
+  upstream.on('response', handlers.upstreamResponse);
+  upstream.on('data', handlers.upstreamData);
+  upstream.on('trailers', handlers.upstreamTrailers);
+  upstream.on('end', handlers.upstreamEnd);
+  upstream.on('error', handlers.upstreamError);
+  upstream.on('close', handlers.upstreamClose);
 
   if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
-    call.deadline = setTimeout(onDeadline, timeoutMs, call);
+    call.deadline = setTimeout(handlers.deadline, timeoutMs, call);
   }
 }
+
+/**
+ * An exception out of a call's handler: the client's connection goes (GOAWAY INTERNAL_ERROR),
+ * which cancels this call's upstream stream through the client stream's close; the process
+ * and every other connection go on.
+ */
+function failCall(call: ForwardedCall, where: string, err: unknown): void {
+  if (!call.upstream.closed && !call.upstream.destroyed) call.upstream.close(NGHTTP2_CANCEL);
+  failConnection(call.client.session, where, err, (w, e) => call.telemetry.internalError(w, e));
+}
+
+const onStreamError = (where: string) => (stream: ServerHttp2Stream | ClientHttp2Stream, err: unknown): void => {
+  failCall(callOf(stream), where, err);
+};
 
 // --- client -> function ---------------------------------------------------------------
 // Backpressure at Node's writable high-water mark (64 KiB). A deeper queue is no faster and
@@ -130,9 +145,11 @@ function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
   call.bytesIn += chunk.length;
   forwarded(chunk.length);
   const { upstream } = call;
+  // The call already ended upstream (reset, connection lost): the rest of the body has nowhere to go.
+  if (upstream.closed || upstream.destroyed) return;
   if (!upstream.write(chunk)) {
     this.pause();
-    upstream.once('drain', onUpstreamDrain);
+    upstream.once('drain', handlers.upstreamDrain);
   }
 }
 
@@ -183,7 +200,7 @@ function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
   const { client } = call;
   if (!client.write(chunk)) {
     this.pause();
-    client.once('drain', onClientDrain);
+    client.once('drain', handlers.clientDrain);
   }
 }
 
@@ -283,6 +300,30 @@ function clientWritable(call: ForwardedCall): boolean {
   const { client } = call;
   return !client.closed && !client.destroyed;
 }
+
+// Every handler, each wrapped once so that an exception out of it closes its client connection
+// rather than the process (lib/runtime/contain.ts).
+const handlers = {
+  clientData: contained(onClientData, onStreamError('client DATA')),
+  clientEnd: contained(onClientEnd, onStreamError('client end of stream')),
+  clientClose: contained(onClientClose, onStreamError('client stream close')),
+  clientDrain: contained(onClientDrain, onStreamError('client stream drain')),
+  wantTrailers: contained(onWantTrailers, onStreamError('client trailers')),
+  upstreamResponse: contained(onUpstreamResponse, onStreamError('upstream response HEADERS')),
+  upstreamData: contained(onUpstreamData, onStreamError('upstream DATA')),
+  upstreamTrailers: contained(onUpstreamTrailers, onStreamError('upstream trailers')),
+  upstreamEnd: contained(onUpstreamEnd, onStreamError('upstream end of stream')),
+  upstreamError: contained(onUpstreamError, onStreamError('upstream stream error')),
+  upstreamClose: contained(onUpstreamClose, onStreamError('upstream stream close')),
+  upstreamDrain: contained(onUpstreamDrain, onStreamError('upstream stream drain')),
+  deadline(call: ForwardedCall): void {
+    try {
+      onDeadline(call);
+    } catch (err) {
+      failCall(call, 'grpc-timeout deadline', err);
+    }
+  },
+};
 
 /** gRPC's mapping of HTTP/2 RST_STREAM codes to status codes (PROTOCOL-HTTP2.md). */
 export function statusForRstCode(code: number): StatusCode {

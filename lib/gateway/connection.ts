@@ -1,7 +1,7 @@
 // One client HTTP/2 connection: its open-stream count (activity is streams, not frames, so
 // keepalive PINGs never keep it alive), the idle timer built on that count, its sessions, its
 // maximum age, and its graceful shutdown.
-import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import http2, { type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { connectionClosed } from '../runtime/young-garbage.ts';
 import type { ConnectionSessions, SessionManager } from '../sessions/session-manager.ts';
 import type { CloseReason } from '../telemetry/events.ts';
@@ -72,7 +72,7 @@ export class ClientConnection {
     });
   }
 
-  static of(session: ServerHttp2Session): ClientConnection | undefined {
+  static of(session: Http2Session): ClientConnection | undefined {
     return (session as CarriesConnection)[kConnection];
   }
 

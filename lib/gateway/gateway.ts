@@ -9,6 +9,7 @@ import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import type { Registry } from '../registry/registry.ts';
 import { readInvocation } from '../route/invocation.ts';
 import { routeInvocation } from '../route/route.ts';
+import { failConnection, type InternalErrorSink } from '../runtime/contain.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import type { Logger } from '../telemetry/log.ts';
 import type { Telemetry } from '../telemetry/events.ts';
@@ -30,14 +31,17 @@ const badTimeout = grpcError(Status.INVALID_ARGUMENT, 'malformed grpc-timeout me
 const unverifiable = grpcError(Status.UNAUTHENTICATED, 'token could not be verified', 'verify_failed');
 
 export class Gateway {
-  readonly health = new GatewayHealth();
+  readonly health: GatewayHealth;
   readonly #opts: GatewayOptions;
+  readonly #report: InternalErrorSink;
   readonly #connections = new Set<ClientConnection>();
   #draining = false;
   #drained: (() => void) | undefined;
 
   constructor(opts: GatewayOptions) {
     this.#opts = opts;
+    this.#report = (where, err) => opts.telemetry.internalError(where, err);
+    this.health = new GatewayHealth(this.#report);
   }
 
   get draining(): boolean {
@@ -50,10 +54,21 @@ export class Gateway {
 
   /** Attach to an HTTP/2 server (h2c or TLS). */
   attach(server: http2.Http2Server | http2.Http2SecureServer): void {
-    server.on('session', (session) => this.#onSession(session));
-    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) =>
-      this.#onStream(stream, headers, rawHeaders),
-    );
+    // An exception out of either closes that one connection (GOAWAY INTERNAL_ERROR), never the process.
+    server.on('session', (session: ServerHttp2Session) => {
+      try {
+        this.#onSession(session);
+      } catch (err) {
+        failConnection(session, 'new connection', err, this.#report);
+      }
+    });
+    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      try {
+        this.#onStream(stream, headers, rawHeaders);
+      } catch (err) {
+        this.#fail(stream, 'new stream', err);
+      }
+    });
   }
 
   /**
@@ -81,6 +96,7 @@ export class Gateway {
   }
 
   #onSession(session: ServerHttp2Session): void {
+    if (session.destroyed) return; // nothing to track: its 'close' has been and gone
     const { telemetry } = this.#opts;
     session.on('error', (err) => this.#opts.log.debug('client connection error', { error: err.message }));
     const connection = new ClientConnection(session, this.#opts.sessions, this.#opts.limits, {
@@ -97,13 +113,19 @@ export class Gateway {
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-    const connection = ClientConnection.of(stream.session as ServerHttp2Session);
+    // First, before any return: an 'error' emitted later with no listener would end the process.
+    stream.on('error', ignoreStreamError);
+    // node:http2 queues 'stream' for the next tick; a connection error later in the same read
+    // (say, an oversized frame right behind these HEADERS) has by then destroyed the connection
+    // and its streams. Such a stream has no session and nothing to answer.
+    const session = stream.session;
+    if (session === undefined || stream.destroyed) return;
+    const connection = ClientConnection.of(session);
     if (!connection) {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
     connection.streamOpened(stream);
-    stream.on('error', ignoreStreamError);
     const startedAt = performance.now();
 
     const contentType = headers['content-type'];
@@ -135,10 +157,12 @@ export class Gateway {
     }
     const principal = this.#opts.authenticator.authenticate(headers.authorization);
     if (principal instanceof Promise) {
-      principal.then(
-        (p) => this.#invoke(stream, headers, rawHeaders, connection, p, startedAt),
-        () => this.#reject(stream, headers, startedAt, unverifiable, undefined),
-      );
+      principal
+        .then(
+          (p) => this.#invoke(stream, headers, rawHeaders, connection, p, startedAt),
+          () => this.#reject(stream, headers, startedAt, unverifiable, undefined),
+        )
+        .catch((err: unknown) => this.#fail(stream, 'stream after token verification', err));
       return;
     }
     this.#invoke(stream, headers, rawHeaders, connection, principal, startedAt);
@@ -167,6 +191,12 @@ export class Gateway {
     const session = connection.sessions.acquire(fn, invocation.versionId, invocation.sessionId);
     if (isGrpcError(session)) return this.#reject(stream, headers, startedAt, session, principal);
     forwardCall(stream, headers, rawHeaders, session, principal.subject, timeoutMs, this.#opts.telemetry);
+  }
+
+  /** An exception while handling `stream`: its connection goes, the process stays. */
+  #fail(stream: ServerHttp2Stream, where: string, err: unknown): void {
+    failConnection(stream.session, where, err, this.#report);
+    if (!stream.destroyed) stream.destroy();
   }
 
   #reject(

@@ -3,6 +3,7 @@
 // protobuf runtime on the data plane.
 import type { ServerHttp2Stream } from 'node:http2';
 import { grpcError, respondTrailersOnly, Status, statusFields } from '../grpc/status.ts';
+import { failConnection, type InternalErrorSink } from '../runtime/contain.ts';
 
 export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
@@ -23,6 +24,12 @@ export function isHealthPath(path: string | undefined): boolean {
 export class GatewayHealth {
   #serving = true;
   readonly #watchers = new Set<ServerHttp2Stream>();
+  readonly #report: InternalErrorSink;
+
+  /** `report` is told of an exception in a health call's handlers (its connection is then closed). */
+  constructor(report: InternalErrorSink) {
+    this.#report = report;
+  }
 
   get serving(): boolean {
     return this.#serving;
@@ -50,16 +57,24 @@ export class GatewayHealth {
       chunks.push(chunk);
     });
     stream.on('end', () => {
-      if (stream.headersSent || stream.closed) return;
-      const service = parseServiceName(Buffer.concat(chunks));
-      if (service === undefined) {
-        respondTrailersOnly(stream, grpcError(Status.INVALID_ARGUMENT, 'malformed HealthCheckRequest'));
-      } else if (path === HEALTH_CHECK_PATH) {
-        this.#check(stream, service);
-      } else {
-        this.#watch(stream, service);
+      try {
+        this.#answer(stream, path, chunks);
+      } catch (err) {
+        failConnection(stream.session, 'health check', err, this.#report);
       }
     });
+  }
+
+  #answer(stream: ServerHttp2Stream, path: string, chunks: Buffer[]): void {
+    if (stream.headersSent || stream.closed || stream.destroyed) return;
+    const service = parseServiceName(Buffer.concat(chunks));
+    if (service === undefined) {
+      respondTrailersOnly(stream, grpcError(Status.INVALID_ARGUMENT, 'malformed HealthCheckRequest'));
+    } else if (path === HEALTH_CHECK_PATH) {
+      this.#check(stream, service);
+    } else {
+      this.#watch(stream, service);
+    }
   }
 
   #check(stream: ServerHttp2Stream, service: string): void {

@@ -63,4 +63,9 @@ export interface Telemetry {
   rpcForwarded(rpc: ForwardedRpc): void;
   rpcRejected(rpc: RejectedRpc): void;
   setDraining(draining: boolean): void;
+  /**
+   * An exception escaped one connection's handler (`where` names it): that connection was
+   * closed with GOAWAY(INTERNAL_ERROR) and the process goes on. Logged with the stack, counted.
+   */
+  internalError(where: string, err: unknown): void;
 }

@@ -48,6 +48,7 @@ export const METRIC = {
   draining: 'fngate.draining', // fngate_draining
   registryStaleness: 'fngate.registry.staleness', // fngate_registry_staleness_seconds
   accessLogDropped: 'fngate.access_log.dropped', // fngate_access_log_dropped_total
+  internalErrors: 'fngate.internal_errors', // fngate_internal_errors_total
 } as const;
 
 export interface MetricsOptions {
@@ -80,6 +81,8 @@ export class GatewayMetrics {
   });
   readonly nonGrpcRequests = new LabelledCounter(100, (status) => Object.freeze({ 'http.response.status_code': Number(status) }));
   accessLogDropped = 0;
+  /** Exceptions contained to their connection (each closed that connection, not the process). */
+  internalErrors = 0;
   draining = false;
   /** Seconds since the registry last matched its source; 0 for the file source. */
   registryStalenessSeconds = 0;
@@ -153,6 +156,13 @@ export class GatewayMetrics {
     meter
       .createObservableCounter(METRIC.accessLogDropped, { ...int, unit: '{line}', description: 'Access log lines dropped because the log destination fell behind.' })
       .addCallback((r) => r.observe(this.accessLogDropped));
+    meter
+      .createObservableCounter(METRIC.internalErrors, {
+        ...int,
+        unit: '{error}',
+        description: 'Exceptions inside one connection\'s handlers; each closed that connection (GOAWAY INTERNAL_ERROR) and the gateway served on.',
+      })
+      .addCallback((r) => r.observe(this.internalErrors));
     meter
       .createObservableGauge(METRIC.endpointSessions, { ...int, unit: '{session}', description: 'Live sessions pinned to each endpoint by this process.' })
       .addCallback((r) => {

@@ -29,9 +29,11 @@ export class GatewayTelemetry implements Telemetry {
   readonly metrics: GatewayMetrics;
   readonly #tracer: RpcTracer | undefined;
   readonly #accessLog: AccessLog | undefined;
+  readonly #log: Logger;
 
-  constructor(metrics: GatewayMetrics, tracer: RpcTracer | undefined, accessLog: AccessLog | undefined) {
+  constructor(metrics: GatewayMetrics, tracer: RpcTracer | undefined, accessLog: AccessLog | undefined, log: Logger) {
     this.metrics = metrics;
+    this.#log = log;
     this.#tracer = tracer;
     this.#accessLog = accessLog;
   }
@@ -94,6 +96,16 @@ export class GatewayTelemetry implements Telemetry {
     this.metrics.draining = draining;
   }
 
+  internalError(where: string, err: unknown): void {
+    this.metrics.internalErrors++;
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.#log.error('internal error: the connection was closed (GOAWAY INTERNAL_ERROR), the gateway serves on', {
+      where,
+      error: error.message,
+      stack: error.stack,
+    });
+  }
+
   /** Seconds the registry lags its source (the Kubernetes source will report it; the file source is always 0). */
   setRegistryStaleness(seconds: number): void {
     this.metrics.registryStalenessSeconds = seconds;
@@ -137,7 +149,7 @@ export async function createTelemetry(opts: TelemetryOptions): Promise<GatewayTe
       opts.log.info('tracing on', { exporters: settings.traces.exporters, protocol: settings.traces.protocol, sampler: settings.traces.sampler });
     }
     if (settings.metrics) opts.log.info('pushing metrics', { exporter: settings.metrics.exporter, protocol: settings.metrics.protocol, intervalMs: settings.metrics.intervalMs });
-    return new GatewayTelemetry(metrics, tracer, accessLog);
+    return new GatewayTelemetry(metrics, tracer, accessLog, opts.log);
   } catch (err) {
     await metrics.shutdown().catch(() => {});
     throw err;
