@@ -1,4 +1,5 @@
-# make fuzz: the property-based fuzz tests of the metadata, route and auth parsing
+# make fuzz: the property-based fuzz tests (metadata, route and auth parsing; frames behind a
+# request on a live gateway)
 # (test/fuzz/*.test.ts, fast-check) with many more runs per property than `make test` gives
 # them (there FUZZ_RUNS defaults to 2000). FUZZ_RUNS=N sets the runs per property;
 # FUZZ_SEED=S replays the run fast-check reported with a failure.
