@@ -23,13 +23,17 @@ interface Outcome {
 t.test('SIGTERM with 400 unary calls in flight: none that started before it fails; exit 0', async (t) => {
   const { gw, echo, auth } = await setupGateway(t, ['--drain-timeout', '20s']);
   const clients: EchoClient[] = Array.from({ length: CLIENTS }, () => echoClient(gw.h2c));
-  t.teardown(() => clients.forEach((c) => c.close()));
+  let stopStarting = false;
+  // Lanes still running when the test ends (a failed assertion) stop before their clients close.
+  t.teardown(() => {
+    stopStarting = true;
+    clients.forEach((c) => c.close());
+  });
   await Promise.all(clients.map((c) => c.waitForReady()));
   const rssBefore = gw.rssBytes();
   const fdsBefore = fdCount(gw.pid);
 
   const outcomes: Outcome[] = [];
-  let stopStarting = false;
   let started = 0;
   // Each client keeps IN_FLIGHT_PER_CLIENT calls going: a call that ends starts the next.
   const lane = async (c: EchoClient, lane: number): Promise<void> => {
@@ -46,7 +50,8 @@ t.test('SIGTERM with 400 unary calls in flight: none that started before it fail
     for (let l = 0; l < IN_FLIGHT_PER_CLIENT; l++) lanes.push(lane(c, ci * IN_FLIGHT_PER_CLIENT + l));
   }
   // Under way: every lane has finished calls and the function holds about 400 at once.
-  await waitFor(() => outcomes.length >= 1000 && echo.active >= CLIENTS * IN_FLIGHT_PER_CLIENT - 20, 20_000, 'load running');
+  // The deadline is for a slow, busy machine; the condition is what the test needs.
+  await waitFor(() => outcomes.length >= 1000 && echo.active >= CLIENTS * IN_FLIGHT_PER_CLIENT - 20, 90_000, 'load running');
   const cancelledBefore = echo.cancelled;
   const inFlightAtSignal = echo.active;
   const sigtermAt = performance.now();
@@ -74,7 +79,8 @@ t.test('SIGTERM with 400 unary calls in flight: none that started before it fail
 
   const exit = await exited;
   t.same({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, 'the gateway exited 0');
-  t.ok(exit.at - sigtermAt < 10_000, `exited ${(exit.at - sigtermAt).toFixed(0)} ms after SIGTERM (the last calls take under 1 s)`);
+  // Before --drain-timeout: it exited because the calls were done, not because the drain cut them.
+  t.ok(exit.at - sigtermAt < 20_000, `exited ${(exit.at - sigtermAt).toFixed(0)} ms after SIGTERM, before --drain-timeout (the last calls take under 1 s)`);
   t.comment(`gateway RSS before the drain ${mib(rssBefore)}, ${fdsBefore} fds`);
   t.same(gw.logLines().filter((l) => l['level'] === 'error'), [], 'nothing logged at level error');
   await echo.waitFor(() => echo.active === 0);

@@ -154,9 +154,20 @@ function track(
       r.elapsedMs = performance.now() - started;
       resolve(r);
     };
-    const call = start((reply) => {
-      if (reply !== undefined) take(reply);
-    });
+    let call: ReturnType<typeof start>;
+    try {
+      call = start((reply) => {
+        if (reply !== undefined) take(reply);
+      });
+    } catch (err) {
+      // grpc-js throws for a call on a closed client ("Channel has been shut down"): a test's
+      // teardown closed it while calls were still being started. Never a throw out of here.
+      r.status = grpc.status.CANCELLED;
+      r.details = `the call was not started: ${(err as Error).message}`;
+      r.elapsedMs = performance.now() - started;
+      resolve(r);
+      return;
+    }
     call.on('metadata', (md: grpc.Metadata) => {
       r.initial = fromMetadata(md);
     });
