@@ -1,0 +1,130 @@
+// HPACK encoding (RFC 7541 6): a flat [name, value, ...] list (latin1 strings) into one header
+// block. What it indexes: fields that repeat from request to request on a connection (method,
+// path, content-type, te, user-agent, gRPC's own metadata). What it does not: values that
+// change with every request (tracing ids, timeouts, lengths), large values, and sensitive ones,
+// which go out as never-indexed literals (RFC 7541 7.1.3) so that no intermediary stores them.
+import { DEFAULT_HEADER_TABLE_SIZE } from './decoder.ts';
+import { ENTRY_OVERHEAD, HeaderTable } from './header-table.ts';
+import { huffmanEncode, huffmanLength } from './huffman.ts';
+import { STATIC_FIELD_INDEX, STATIC_LENGTH, STATIC_NAME_INDEX } from './static-table.ts';
+
+/** Fields never stored in a table, at either end. */
+const SENSITIVE = new Set(['authorization', 'proxy-authorization']);
+/** Cookies shorter than this are guessable enough to never index (RFC 7541 7.1.3). */
+const SHORT_COOKIE = 20;
+/** Fields whose values are new on every request or response: indexing them only evicts. */
+const VOLATILE = new Set(['content-length', 'date', 'etag', 'grpc-timeout', 'traceparent', 'tracestate', 'nvcf-reqid', 'set-cookie', 'last-modified', 'age']);
+/** A value this large is not indexed: it would push out many small, repeating fields. */
+const MAX_INDEXED_FIELD = 512;
+
+const Representation = {
+  incremental: 0x40, // 6.2.1, 6-bit index prefix
+  withoutIndexing: 0x00, // 6.2.2, 4-bit prefix
+  neverIndexed: 0x10, // 6.2.3, 4-bit prefix
+} as const;
+
+export class HpackEncoder {
+  readonly #table: HeaderTable;
+  /** Entry number of each name and of each name\0value in the dynamic table. */
+  readonly #byName = new Map<string, number>();
+  readonly #byField = new Map<string, number>();
+  /** Size updates owed at the start of the next block (RFC 7541 4.2): the smallest, then the last. */
+  #minPending = -1;
+  #out = Buffer.allocUnsafe(1024);
+  #pos = 0;
+
+  constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE) {
+    this.#table = new HeaderTable(maxTableSize, (name, value, entry) => {
+      if (this.#byName.get(name) === entry) this.#byName.delete(name);
+      const key = `${name}\0${value}`;
+      if (this.#byField.get(key) === entry) this.#byField.delete(key);
+    });
+  }
+
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE: the table follows, and the next block says so. */
+  setMaxTableSize(size: number): void {
+    this.#minPending = this.#minPending < 0 ? size : Math.min(this.#minPending, size);
+    this.#table.setMaxSize(size);
+  }
+
+  /** Encodes a flat field list [name, value, ...] into one header block (a new Buffer). */
+  encode(fields: readonly string[]): Buffer {
+    this.#pos = 0;
+    if (this.#minPending >= 0) {
+      if (this.#minPending < this.#table.maxSize) this.#integer(this.#minPending, 5, 0x20);
+      this.#integer(this.#table.maxSize, 5, 0x20);
+      this.#minPending = -1;
+    }
+    for (let i = 0; i + 1 < fields.length; i += 2) this.#field(fields[i] as string, fields[i + 1] as string);
+    return Buffer.from(this.#out.subarray(0, this.#pos));
+  }
+
+  #field(name: string, value: string): void {
+    const table = this.#table;
+    const key = `${name}\0${value}`;
+    const staticField = STATIC_FIELD_INDEX.get(key);
+    if (staticField !== undefined) return this.#integer(staticField, 7, 0x80);
+    const entry = this.#byField.get(key);
+    const dynamicField = entry === undefined ? 0 : table.indexOf(entry);
+    if (dynamicField > 0) return this.#integer(STATIC_LENGTH + dynamicField, 7, 0x80);
+
+    const nameEntry = this.#byName.get(name);
+    const dynamicName = nameEntry === undefined ? 0 : table.indexOf(nameEntry);
+    const nameIndex = STATIC_NAME_INDEX.get(name) ?? (dynamicName > 0 ? STATIC_LENGTH + dynamicName : 0);
+    let representation: number;
+    if (SENSITIVE.has(name) || (name === 'cookie' && value.length < SHORT_COOKIE)) {
+      representation = Representation.neverIndexed;
+    } else if (VOLATILE.has(name) || name.length + value.length + ENTRY_OVERHEAD > Math.min(MAX_INDEXED_FIELD, table.maxSize)) {
+      representation = Representation.withoutIndexing;
+    } else {
+      representation = Representation.incremental;
+    }
+    this.#integer(nameIndex, representation === Representation.incremental ? 6 : 4, representation);
+    if (nameIndex === 0) this.#string(name);
+    this.#string(value);
+    if (representation === Representation.incremental) {
+      table.add(name, value);
+      this.#byName.set(name, table.inserted);
+      this.#byField.set(key, table.inserted);
+    }
+  }
+
+  /** An integer with an N-bit prefix (RFC 7541 5.1); `first` holds the bits above the prefix. */
+  #integer(value: number, prefixBits: number, first: number): void {
+    this.#reserve(6);
+    const out = this.#out;
+    const max = (1 << prefixBits) - 1;
+    if (value < max) {
+      out[this.#pos++] = first | value;
+      return;
+    }
+    out[this.#pos++] = first | max;
+    let rest = value - max;
+    while (rest >= 128) {
+      out[this.#pos++] = (rest & 0x7f) | 0x80;
+      rest = Math.floor(rest / 128);
+    }
+    out[this.#pos++] = rest;
+  }
+
+  /** A string literal, Huffman-coded when that is shorter (RFC 7541 5.2). */
+  #string(s: string): void {
+    const huffman = huffmanLength(s);
+    if (huffman < s.length) {
+      this.#integer(huffman, 7, 0x80);
+      this.#reserve(huffman);
+      this.#pos = huffmanEncode(s, this.#out, this.#pos);
+    } else {
+      this.#integer(s.length, 7, 0);
+      this.#reserve(s.length);
+      this.#pos += this.#out.write(s, this.#pos, 'latin1');
+    }
+  }
+
+  #reserve(n: number): void {
+    if (this.#pos + n <= this.#out.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.#out.length * 2, this.#pos + n));
+    this.#out.copy(grown, 0, 0, this.#pos);
+    this.#out = grown;
+  }
+}

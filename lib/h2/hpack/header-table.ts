@@ -1,0 +1,101 @@
+// HPACK's dynamic table (RFC 7541 2.3.2, 4): newest entry first, sized by name + value + 32
+// octets per entry, oldest entries evicted to stay within the maximum. A ring buffer, so adding
+// and evicting move no entries.
+
+/** What RFC 7541 4.1 adds to an entry's name and value lengths. */
+export const ENTRY_OVERHEAD = 32;
+
+export class HeaderTable {
+  /** Octets in use, as RFC 7541 4.1 counts them. */
+  size = 0;
+  maxSize: number;
+  /** Entries ever added: entry number `inserted` is the newest (dynamic index 1). */
+  inserted = 0;
+  /** Told of each entry evicted, with its entry number (the encoder forgets it then). */
+  readonly #onEvict: ((name: string, value: string, entry: number) => void) | undefined;
+  #names: string[] = new Array<string>(16);
+  #values: string[] = new Array<string>(16);
+  /** Ring position of the oldest entry, and how many there are. */
+  #oldest = 0;
+  #count = 0;
+
+  constructor(maxSize: number, onEvict?: (name: string, value: string, entry: number) => void) {
+    this.maxSize = maxSize;
+    this.#onEvict = onEvict;
+  }
+
+  get length(): number {
+    return this.#count;
+  }
+
+  /** Name of dynamic index `i` (1 = newest); the caller has checked 1 <= i <= length. */
+  name(i: number): string {
+    return this.#names[this.#slot(i)] as string;
+  }
+
+  value(i: number): string {
+    return this.#values[this.#slot(i)] as string;
+  }
+
+  /** Dynamic index of entry number `entry`, or 0 if it has been evicted. */
+  indexOf(entry: number): number {
+    const index = this.inserted - entry + 1;
+    return index >= 1 && index <= this.#count ? index : 0;
+  }
+
+  /** Adds a field; one larger than the whole table empties it and is not added (RFC 7541 4.4). */
+  add(name: string, value: string): void {
+    const size = name.length + value.length + ENTRY_OVERHEAD;
+    this.#evictTo(this.maxSize - size);
+    this.inserted++;
+    if (size > this.maxSize) {
+      // Counted as added (the peer's table numbers it too) but gone at once.
+      this.#onEvict?.(name, value, this.inserted);
+      return;
+    }
+    if (this.#count === this.#names.length) this.#grow();
+    const slot = (this.#oldest + this.#count) & (this.#names.length - 1);
+    this.#names[slot] = name;
+    this.#values[slot] = value;
+    this.#count++;
+    this.size += size;
+  }
+
+  /** A new maximum (a size update, or a SETTINGS change): evicts down to it. */
+  setMaxSize(maxSize: number): void {
+    this.maxSize = maxSize;
+    this.#evictTo(maxSize);
+  }
+
+  #slot(i: number): number {
+    return (this.#oldest + this.#count - i) & (this.#names.length - 1);
+  }
+
+  #evictTo(target: number): void {
+    const mask = this.#names.length - 1;
+    while (this.#count > 0 && this.size > Math.max(0, target)) {
+      const slot = this.#oldest;
+      const name = this.#names[slot] as string;
+      const value = this.#values[slot] as string;
+      this.size -= name.length + value.length + ENTRY_OVERHEAD;
+      this.#names[slot] = '';
+      this.#values[slot] = '';
+      this.#oldest = (slot + 1) & mask;
+      this.#count--;
+      this.#onEvict?.(name, value, this.inserted - this.#count);
+    }
+  }
+
+  #grow(): void {
+    const n = this.#names.length;
+    const names = new Array<string>(n * 2);
+    const values = new Array<string>(n * 2);
+    for (let i = 0; i < this.#count; i++) {
+      names[i] = this.#names[(this.#oldest + i) & (n - 1)] as string;
+      values[i] = this.#values[(this.#oldest + i) & (n - 1)] as string;
+    }
+    this.#names = names;
+    this.#values = values;
+    this.#oldest = 0;
+  }
+}
