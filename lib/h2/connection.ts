@@ -125,7 +125,8 @@ export abstract class Http2Connection implements FrameSink {
   /** Octets of socket data: the sides strip a preface first, then frames. */
   protected onBytes(chunk: Buffer): void {
     this.reader.push(chunk);
-    if (this.writer.pendingBytes > this.limits.maxOutgoingBytes && !this.socket.destroyed) {
+    // What the kernel would not take: a burst answered in one turn is fine, a backlog is not.
+    if (this.socket.writableLength > this.limits.maxOutgoingBytes && !this.socket.destroyed) {
       this.counters.outgoingQueueFull++;
       this.destroy();
     }
