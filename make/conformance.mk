@@ -1,4 +1,4 @@
-# Conformance tools (issue 8), installed into $(CACHE) like make/tools.mk:
+# Conformance tools, installed into $(CACHE) like make/tools.mk:
 #   $(INTEROP_DIR)/client, $(INTEROP_DIR)/server   grpc-go's interop client and server
 #                                                 (test/conformance/interop.test.ts)
 #   $(GOBIN)/h2spec                               HTTP/2 conformance (test/conformance/h2spec.test.ts)

@@ -90,7 +90,7 @@ export interface Target {
   readonly met: boolean | undefined;
 }
 
-/** Issue 7's targets for fngate, judged on the medians. */
+/** The performance targets set for fngate, judged on the medians. */
 export function targets(summary: Summary): Target[] {
   const f = summary.fngate ?? {};
   const m = (p: ProxyName, key: string): number | undefined => summary[p]?.[key]?.median;

@@ -1,4 +1,4 @@
-// JWT bearer tokens verified against a JWKS (`--jwks-url` or `--jwks-file`), CONTRACT.md §5.
+// JWT bearer tokens verified against a JWKS (`--jwks-url` or `--jwks-file`), docs/reference.md, Credentials.
 //
 // Hot path: a token that verified once is remembered until its `exp`, so later RPCs with it
 // cost a map lookup and are answered synchronously; the JWKS endpoint is never consulted for

@@ -1,4 +1,4 @@
-// Function endpoints that misbehave in the middle of a session (issue 8, faults):
+// Function endpoints that misbehave in the middle of a session (faults, docs/reliability.md):
 //   - GOAWAY during streams: the streams already open finish normally, the next call of the
 //     same client session goes over a new upstream connection;
 //   - garbage bytes in the middle of a stream: that client's streams end UNAVAILABLE at once,

@@ -1,4 +1,4 @@
-// Too many connections from one address (issue 8, abuse limits): --max-connections-per-ip
+// Too many connections from one address (abuse limits, docs/reliability.md): --max-connections-per-ip
 // (default 1000) counts the TCP connections each client IP holds on the h2c and TLS listeners
 // together. Beyond it a new h2c connection gets the server preface and GOAWAY(ENHANCE_YOUR_CALM)
 // whose debug data says why, and is closed; a TLS connection is closed before the handshake.

@@ -1,4 +1,4 @@
-// SIGTERM under load (issue 8: "SIGTERM under load loses no RPC that started before the drain"):
+// SIGTERM under load (no call that started before the drain is lost):
 // eight grpc-js clients keep 400 unary calls in flight (the function takes 100-800 ms each)
 // when SIGTERM arrives. Every call a client started before the signal must end OK, however
 // close to the signal it was sent; calls started after it may be refused (UNAVAILABLE, the

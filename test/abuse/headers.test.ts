@@ -1,4 +1,4 @@
-// Request headers as an attack surface (issue 8, abuse limits): a header list over the
+// Request headers as an attack surface (abuse limits, docs/reliability.md): a header list over the
 // advertised SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB), 10,000 metadata keys (over the 128 fields
 // a request may carry), an endless CONTINUATION sequence, and grpc-timeout values that are huge
 // (no deadline: the call works) or malformed (INVALID_ARGUMENT). Each oversized request is

@@ -1,4 +1,4 @@
-// Log output that cannot be written (issue 8, faults: "disk-full log output"). The gateway's
+// Log output that cannot be written (faults: log output on a full disk). The gateway's
 // job is calls, not logs: when its log destinations fail or stop reading, calls go on, memory
 // stays bounded and the process stays up.
 //   - --access-log /dev/full: every write fails (ENOSPC); lines are dropped and counted.

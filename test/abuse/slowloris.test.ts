@@ -1,4 +1,4 @@
-// Slowloris (issue 8, abuse limits): connections that hold a socket while sending as little as
+// Slowloris (abuse limits, docs/reliability.md): connections that hold a socket while sending as little as
 // possible. At once, against one gateway (--idle-timeout 2s):
 //   - 150 h2c connections that send nothing, 150 that send half the preface, 100 that send the
 //     preface a byte a second, 100 that send printable text (no newline) a byte a second: closed

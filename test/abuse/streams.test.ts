@@ -1,4 +1,4 @@
-// Stream and frame floods on one client connection (issue 8, abuse limits):
+// Stream and frame floods on one client connection (abuse limits, docs/reliability.md):
 //   - max concurrent streams: the gateway advertises SETTINGS_MAX_CONCURRENT_STREAMS 1000; a
 //     gRPC client queues its 1001st call until a stream ends, and a peer that opens it anyway
 //     gets GOAWAY(PROTOCOL_ERROR "max concurrent streams exceeded") and loses the connection;

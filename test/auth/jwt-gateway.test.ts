@@ -1,4 +1,4 @@
-// JWT through the real gateway (CONTRACT.md section 5): a JWKS file, tokens signed with jose,
+// JWT through the real gateway (docs/reference.md, Credentials): a JWKS file, tokens signed with jose,
 // the `functions` claim for authorization, `sub` as fngate-subject, bad tokens refused with
 // UNAUTHENTICATED (never INTERNAL), and a key removed from the JWKS revoking its tokens on an
 // open connection. The verifier's own edge cases are in jwt.test.ts.

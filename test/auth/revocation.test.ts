@@ -1,4 +1,4 @@
-// Revoking an API key (CONTRACT.md section 5) through the real gateway with --api-keys FILE:
+// Revoking an API key (docs/reference.md, Credentials) through the real gateway with --api-keys FILE:
 // removing a key's entry takes effect for new RPCs within seconds, also on connections
 // already open; re-adding it restores access; a broken edit keeps the last good set.
 import t from 'tap';

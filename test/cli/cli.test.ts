@@ -1,4 +1,4 @@
-// The command line (CONTRACT.md section 6), run as users run it: `node dist/cmd/fngate.js ...` as a
+// The command line (docs/reference.md, Command line), run as users run it: `node dist/cmd/fngate.js ...` as a
 // child process. Bad flags, environment variables, config keys, manifests and key files stop
 // start-up with a message naming what is wrong; `keys create` makes a usable key; `fngate
 // local` prints instructions with which the three example clients in examples/ succeed.

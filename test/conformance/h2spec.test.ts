@@ -1,4 +1,4 @@
-// HTTP/2 conformance (issue 8): h2spec's generic and http2 sections against fngate's h2c and
+// HTTP/2 conformance: h2spec's generic and http2 sections against fngate's h2c and
 // TLS listeners, each compared with bare node:http2 servers (the baselines) over the same
 // transport. fngate's HTTP/2 framing is node:http2's (nghttp2), so a case a bare server fails
 // as well is Node's, not fngate's; only cases fngate fails and every baseline passes count.

@@ -1,4 +1,4 @@
-// gRPC interop (issue 8): grpc-go's interop client runs its 14 standard cases, plus the
+// gRPC interop: grpc-go's interop client runs its 14 standard cases, plus the
 // soak cases shortened, THROUGH fngate to grpc-go's interop server, over the h2c and the
 // TLS listener. The client sends the NVCF metadata with --additional_metadata; the server
 // is a Function's only endpoint. Binaries: `make conformance-tools` (make/conformance.mk).

@@ -1,4 +1,4 @@
-// Every gateway-originated error of CONTRACT.md section 1, through the real gateway process,
+// Every gateway-originated error of docs/reference.md, Clients, through the real gateway process,
 // with a grpc-js client and with the Python grpcio client: the status code, a message that
 // says what was wrong, the trailers-only wire shape (raw HTTP/2), and that an error leaves the
 // client's connection usable while other clients are not disturbed.

@@ -1,4 +1,4 @@
-// Faults (CONTRACT.md section 1): a function endpoint that dies mid-call (UNAVAILABLE at once,
+// Faults (docs/reference.md, Clients): a function endpoint that dies mid-call (UNAVAILABLE at once,
 // no hang, the gateway keeps serving), an endpoint that accepts TCP and never answers
 // (the client's deadline ends the call; nothing leaks), and a storm of client cancels
 // (every upstream stream is cancelled too). Throughout: no error-level log line, and the

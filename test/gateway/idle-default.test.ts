@@ -1,4 +1,4 @@
-// The default idle timeout (CONTRACT.md section 2: `--idle-timeout` defaults to 30s), tested
+// The default idle timeout (docs/reference.md, Connections: `--idle-timeout` defaults to 30s), tested
 // once at its real value: no --idle-timeout flag, no FNGATE_IDLE_TIMEOUT, no config file.
 // This file takes about 31 s.
 import t from 'tap';

@@ -1,4 +1,4 @@
-// Large transfers through the real gateway (CONTRACT.md section 1: "the gateway never parses
+// Large transfers through the real gateway (docs/reference.md, Clients: "the gateway never parses
 // or buffers whole messages, so there is no request or response size limit and a slow reader
 // slows its sender instead of filling the gateway's memory"): a 256 MiB unary request, a 2 GiB
 // client stream, a 1 GiB server stream to a fast reader and one to a slow reader, with the

@@ -1,4 +1,4 @@
-// Connection lifecycle (CONTRACT.md section 2): the idle close (GOAWAY NO_ERROR after
+// Connection lifecycle (docs/reference.md, Connections): the idle close (GOAWAY NO_ERROR after
 // --idle-timeout with no open stream; PINGs are not activity; an open stream is), grpc-js
 // reconnecting after an idle close, and the SIGTERM drain (not-ready, GOAWAY, open streams
 // finish, exit 0; streams still open at --drain-timeout are cut and the exit is still 0).
@@ -272,7 +272,7 @@ t.test('drain: SIGTERM lets open streams finish, then exits 0 well before --drai
   t.equal(conn.goaways[0]?.errorCode, http2.constants.NGHTTP2_NO_ERROR, 'GOAWAY NO_ERROR');
 
   // The gateway's own health, asked on a new connection without function-id: NOT_SERVING
-  // (CONTRACT.md section 1: "no token needed; NOT_SERVING while draining").
+  // (docs/reference.md, Clients: "no token needed; NOT_SERVING while draining").
   const healthConn = await rawConnect(gw.h2c);
   t.teardown(() => healthConn.session.destroy());
   const check = await rawStream(healthConn, { ':path': HEALTH_CHECK }, Buffer.alloc(0));

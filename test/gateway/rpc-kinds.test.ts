@@ -2,7 +2,7 @@
 // payload accounting, request metadata passed on (custom, -bin, traceparent, grpc-timeout;
 // authorization replaced by fngate-subject), response metadata and function-chosen statuses
 // passed back unchanged, the session id (nvcf-reqid + Set-Cookie), client cancel reaching the
-// function, and bidi interleaving (CONTRACT.md section 1).
+// function, and bidi interleaving (docs/reference.md, Clients).
 import t from 'tap';
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';

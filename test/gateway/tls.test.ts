@@ -1,4 +1,4 @@
-// The TLS listener (CONTRACT.md section 1): `--tls-listen` with `--tls-cert`/`--tls-key`,
+// The TLS listener (docs/reference.md, Clients): `--tls-listen` with `--tls-cert`/`--tls-key`,
 // ALPN h2, grpc-js and Python (grpcio) clients over TLS, a readable answer (or a close) for
 // clients that do not speak h2, and certificate reload without dropping connections.
 import t from 'tap';

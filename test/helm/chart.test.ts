@@ -113,7 +113,7 @@ const configYaml = (objs: K8sObject[]): Record<string, unknown> => {
   return parseAllDocuments(cm.data['config.yaml'] ?? '')[0]?.toJS() as Record<string, unknown>;
 };
 
-// The rules the gateway needs, no more (issue 3's RBAC tests run under the same ones).
+// The rules the gateway needs, no more (the RBAC tests run under the same ones).
 const GATEWAY_RULES: Rule[] = [
   { apiGroups: ['fngate.dev'], resources: ['functions'], verbs: ['list', 'watch'] },
   { apiGroups: ['fngate.dev'], resources: ['functions/status'], verbs: ['patch'] },

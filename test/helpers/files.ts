@@ -33,7 +33,7 @@ export function writeFileAtomic(path: string, data: string | Buffer): void {
   renameSync(tmp, path);
 }
 
-/** A Function manifest (CONTRACT.md section 4) as YAML. */
+/** A Function manifest (docs/reference.md, Functions) as YAML. */
 export function functionYaml(fn: TestFunction): string {
   const spec: Record<string, unknown> = { functionId: fn.functionId, activeVersion: fn.activeVersion };
   if (fn.maxSessionsPerEndpoint !== undefined) spec['maxSessionsPerEndpoint'] = fn.maxSessionsPerEndpoint;

@@ -70,7 +70,7 @@ export interface KubeObject {
   [field: string]: unknown;
 }
 
-/** A Function (CONTRACT.md section 4) as the API takes it. */
+/** A Function (docs/reference.md, Functions) as the API takes it. */
 export function functionObject(name: string, spec: FunctionSpecInput, namespace = 'default'): KubeObject {
   return { apiVersion: 'fngate.dev/v1alpha1', kind: 'Function', metadata: { name, namespace }, spec };
 }

@@ -1,6 +1,6 @@
 // The Function CRD (deploy/helm/fngate/crds/function.yaml) on a real API server: applied
 // with kubectl; valid Functions accepted; invalid ones refused at `kubectl apply` with the
-// validation message (CONTRACT.md section 4: missing functionId, duplicate versionId, a
+// validation message (docs/reference.md, Functions: missing functionId, duplicate versionId, a
 // version with both or neither of service and endpoints, activeVersion naming no version);
 // the short name and the printer columns. No gateway runs here: status is status.test.ts.
 import t from 'tap';

@@ -1,4 +1,4 @@
-// API keys registered as Kubernetes Secrets (CONTRACT.md section 5), end to end: a Secret
+// API keys registered as Kubernetes Secrets (docs/reference.md, Credentials), end to end: a Secret
 // made by `fngate keys create --output secret` and applied with kubectl lets its key call the
 // functions its annotation names; deleting the Secret revokes the key for new RPCs within
 // seconds, also on a connection already open; changing the annotation changes what it may

@@ -1,4 +1,4 @@
-// Sessions (CONTRACT.md section 3) through the real gateway: pinning of a client connection
+// Sessions (docs/reference.md, Sessions) through the real gateway: pinning of a client connection
 // to one endpoint, least-loaded placement, maxSessionsPerEndpoint, resume by nvcf-reqid
 // (header and cookie) within --session-linger, endpoint removal, promotion, and the
 // session's upstream connection closing with the client's.

@@ -1,4 +1,4 @@
-// API keys registered as Kubernetes Secrets (CONTRACT.md section 5): label
+// API keys registered as Kubernetes Secrets (docs/reference.md, Credentials): label
 // fngate.dev/api-key=true, data.sha256 = hex digest of the key, annotation
 // fngate.dev/functions = comma-separated function ids or "*". A bad Secret is skipped with
 // a warning naming it; it never takes other keys down with it.
