@@ -1,43 +1,28 @@
-// One client stream <-> one upstream stream: headers, body (with backpressure both ways),
-// trailers, cancel and deadline. The hot path: handlers are shared module-level functions
-// that find their call through a symbol on the stream, so an RPC allocates one call object
-// and no closures.
-import http2, {
-  type Http2Session,
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-  type ServerHttp2Stream,
-} from 'node:http2';
+// One client stream <-> one upstream stream, on lib/h2: headers, body, trailers, cancel and
+// deadline. The hot path: the two stream handlers are shared module-level objects that find
+// their call through stream.context, so an RPC allocates one call object and no closures.
+//
+// Flow control runs end to end: a DATA frame from one side is written to the other as the
+// view it arrived in; the sending side's window is reopened (consume) only once the receiving
+// side's stream has taken the bytes into its window, so the gateway holds at most a stream
+// window per direction per call, whatever the message size.
+import { CONNECTION_LOST } from '../h2/connection.ts';
+import { ErrorCode } from '../h2/constants.ts';
+import { DISCARD, type H2Stream, type StreamHandler } from '../h2/stream.ts';
 import { grpcError, respondTrailersOnly, Status, statusFields, type GrpcError, type StatusCode } from '../grpc/status.ts';
 import { MAX_TIMER_MS } from '../grpc/timeout.ts';
-import { contained, failConnection } from '../runtime/contain.ts';
-import { forwarded } from '../runtime/young-garbage.ts';
 import type { Session } from '../sessions/session.ts';
-import type { ForwardedRpc, Telemetry } from '../telemetry/events.ts';
-import { sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
-
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+import type { ForwardedRpc, RequestHeaders, Telemetry } from '../telemetry/events.ts';
+import { fieldValue, sessionHeaders, toClientHeaders, toClientTrailers, toFunctionHeaders } from './headers.ts';
 
 const AWAITING_RESPONSE = 0;
 const STREAMING = 1;
 const FINISHED = 2;
 type CallState = typeof AWAITING_RESPONSE | typeof STREAMING | typeof FINISHED;
 
-// Options objects shared by every call: respond() only reads them.
-const RESPOND_END: http2.ServerStreamResponseOptions = Object.freeze({ endStream: true });
-const RESPOND_STREAMING: http2.ServerStreamResponseOptions = Object.freeze({ waitForTrailers: true });
-
-const kCall = Symbol('fngate.call');
-interface CarriesCall {
-  [kCall]: ForwardedCall;
-}
-
 class ForwardedCall implements ForwardedRpc {
-  readonly client: ServerHttp2Stream;
-  readonly upstream: ClientHttp2Stream;
-  /** The connection the upstream stream runs on, to tell its loss from a function's reset. */
-  readonly upstreamSession: Http2Session | undefined;
+  readonly client: H2Stream;
+  upstream: H2Stream | undefined;
   readonly session: Session;
   readonly path: string;
   readonly subject: string;
@@ -45,8 +30,6 @@ class ForwardedCall implements ForwardedRpc {
   readonly trace: unknown;
   readonly startedAt: number;
   state: CallState = AWAITING_RESPONSE;
-  /** Trailers to send when the client stream asks for them. */
-  trailers: OutgoingHttpHeaders | undefined;
   /** Set when the upstream connection (not the function) failed. */
   upstreamError: string | undefined;
   deadline: NodeJS.Timeout | undefined;
@@ -55,20 +38,12 @@ class ForwardedCall implements ForwardedRpc {
   endedAt = 0;
   bytesIn = 0;
   bytesOut = 0;
+  /** Octets written to one side and not yet consumed from the other (waiting for window). */
+  pendingIn = 0;
+  pendingOut = 0;
 
-  constructor(
-    client: ServerHttp2Stream,
-    upstream: ClientHttp2Stream,
-    session: Session,
-    path: string,
-    subject: string,
-    telemetry: Telemetry,
-    trace: unknown,
-    startedAt: number,
-  ) {
+  constructor(client: H2Stream, session: Session, path: string, subject: string, telemetry: Telemetry, trace: unknown, startedAt: number) {
     this.client = client;
-    this.upstream = upstream;
-    this.upstreamSession = upstream.session;
     this.session = session;
     this.path = path;
     this.subject = subject;
@@ -78,203 +53,154 @@ class ForwardedCall implements ForwardedRpc {
   }
 }
 
-function callOf(stream: ServerHttp2Stream | ClientHttp2Stream): ForwardedCall {
-  return (stream as unknown as CarriesCall)[kCall];
-}
+const callOf = (stream: H2Stream): ForwardedCall => stream.context as ForwardedCall;
 
 /**
  * Forwards one RPC over the session's upstream connection. `timeoutMs` is the parsed
- * grpc-timeout (undefined: none); the header itself is passed on unchanged.
+ * grpc-timeout (undefined: none); the header itself is passed on unchanged. `endStream`: the
+ * request HEADERS ended the client's side already.
  */
 export function forwardCall(
-  client: ServerHttp2Stream,
-  headers: IncomingHttpHeaders,
-  rawHeaders: readonly string[],
+  client: H2Stream,
+  headers: RequestHeaders,
+  fields: readonly string[],
+  endStream: boolean,
   session: Session,
   subject: string,
   timeoutMs: number | undefined,
   telemetry: Telemetry,
 ): void {
   const startedAt = performance.now();
-  const upstreamHeaders = toFunctionHeaders(rawHeaders, subject);
+  const upstreamHeaders = toFunctionHeaders(fields, subject);
   const trace = telemetry.rpcStarting(headers, upstreamHeaders, session);
-  const upstream = session.upstream.request(upstreamHeaders);
-  const call = new ForwardedCall(client, upstream, session, headers[':path'] ?? '', subject, telemetry, trace, startedAt);
-  (client as unknown as CarriesCall)[kCall] = call;
-  (upstream as unknown as CarriesCall)[kCall] = call;
-
-  client.on('data', handlers.clientData);
-  client.on('end', handlers.clientEnd);
-  client.on('wantTrailers', handlers.wantTrailers);
-  client.on('close', handlers.clientClose);
-  // The client stream's 'error' listener is the gateway's; errors end in 'close' either way.
-
-  upstream.on('response', handlers.upstreamResponse);
-  upstream.on('data', handlers.upstreamData);
-  upstream.on('trailers', handlers.upstreamTrailers);
-  upstream.on('end', handlers.upstreamEnd);
-  upstream.on('error', handlers.upstreamError);
-  upstream.on('close', handlers.upstreamClose);
-
+  const call = new ForwardedCall(client, session, fieldValue(fields, ':path') ?? '', subject, telemetry, trace, startedAt);
+  client.context = call;
+  client.handler = FROM_CLIENT;
+  const upstream = session.upstream.request(upstreamHeaders, FROM_FUNCTION, call);
+  call.upstream = upstream;
+  if (endStream) upstream.end();
   if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
-    call.deadline = setTimeout(handlers.deadline, timeoutMs, call);
+    call.deadline = setTimeout(onDeadline, timeoutMs, call);
   }
 }
-
-/**
- * An exception out of a call's handler: the client's connection goes (GOAWAY INTERNAL_ERROR),
- * which cancels this call's upstream stream through the client stream's close; the process
- * and every other connection go on.
- */
-function failCall(call: ForwardedCall, where: string, err: unknown): void {
-  if (!call.upstream.closed && !call.upstream.destroyed) call.upstream.close(NGHTTP2_CANCEL);
-  failConnection(call.client.session, where, err, (w, e) => call.telemetry.internalError(w, e));
-}
-
-const onStreamError = (where: string) => (stream: ServerHttp2Stream | ClientHttp2Stream, err: unknown): void => {
-  failCall(callOf(stream), where, err);
-};
 
 // --- client -> function ---------------------------------------------------------------
-// Backpressure at Node's writable high-water mark (64 KiB). A deeper queue is no faster and
-// keeps chunks (slices of 64 KiB socket-read buffers) alive across scavenges, so they are
-// promoted and cost full GCs. 'drain' is listened for only once paused: most calls never are.
 
-function onClientData(this: ServerHttp2Stream, chunk: Buffer): void {
-  const call = callOf(this);
-  call.bytesIn += chunk.length;
-  forwarded(chunk.length);
-  const { upstream } = call;
-  // The call already ended upstream (reset, connection lost): the rest of the body has nowhere to go.
-  if (upstream.closed || upstream.destroyed) return;
-  if (!upstream.write(chunk)) {
-    this.pause();
-    upstream.once('drain', handlers.upstreamDrain);
-  }
-}
-
-function onUpstreamDrain(this: ClientHttp2Stream): void {
-  callOf(this).client.resume();
-}
-
-function onClientEnd(this: ServerHttp2Stream): void {
-  const { upstream } = callOf(this);
-  if (!upstream.closed && !upstream.destroyed) upstream.end();
-}
-
-function onClientClose(this: ServerHttp2Stream): void {
-  const call = callOf(this);
-  clearDeadline(call);
-  // The client cancelled (RST_STREAM) or its connection went away: cancel the function's
-  // stream too, with CANCEL, never destroy() (which would send INTERNAL_ERROR).
-  if (!call.upstream.closed && !call.upstream.destroyed) call.upstream.close(NGHTTP2_CANCEL);
-  if (call.state !== FINISHED) {
-    call.state = FINISHED;
-    report(call);
-  }
-}
+const FROM_CLIENT: StreamHandler = {
+  onData(client, data, endStream) {
+    const call = callOf(client);
+    const upstream = call.upstream as H2Stream;
+    call.bytesIn += data.length;
+    // The call already ended upstream (reset, connection lost): the rest of the body has nowhere to go.
+    if (upstream.closed || !upstream.localOpen) return client.consume(data.length);
+    if (upstream.writeData(data, endStream)) client.consume(data.length);
+    else call.pendingIn += data.length;
+  },
+  onHeaders(client) {
+    // Request trailers: gRPC sends none; the client's side is over, and so is the function's.
+    const upstream = callOf(client).upstream as H2Stream;
+    if (!upstream.closed && upstream.localOpen) upstream.end();
+  },
+  onWritable(client) {
+    // The client's stream took what the function sent: let the function send more.
+    const call = callOf(client);
+    const n = call.pendingOut;
+    call.pendingOut = 0;
+    call.upstream?.consume(n);
+  },
+  onClose(client, code) {
+    const call = callOf(client);
+    clearDeadline(call);
+    // The client cancelled (RST_STREAM) or its connection went away: cancel the function's
+    // stream too, with CANCEL.
+    const upstream = call.upstream as H2Stream;
+    if (code !== null && !upstream.closed) upstream.reset(ErrorCode.CANCEL);
+    if (call.state !== FINISHED) {
+      call.state = FINISHED;
+      report(call);
+    }
+  },
+};
 
 // --- function -> client ---------------------------------------------------------------
 
-function onUpstreamResponse(this: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {
-  const call = callOf(this);
-  if (call.state !== AWAITING_RESPONSE || !clientWritable(call)) return;
-  call.firstByteAt = performance.now();
-  const out = toClientHeaders(rawHeaders, call.session);
-  if (flags & NGHTTP2_FLAG_END_STREAM) {
-    // Trailers-only: the status is in this one block, which the client gets as it is.
-    call.status = Number(headers['grpc-status'] ?? Status.UNKNOWN);
+const FROM_FUNCTION: StreamHandler = {
+  onHeaders(upstream, fields, endStream) {
+    const call = callOf(upstream);
+    if (call.state === AWAITING_RESPONSE) {
+      if (call.client.closed) return;
+      call.firstByteAt = performance.now();
+      const out = toClientHeaders(fields, call.session);
+      if (endStream) {
+        // Trailers-only: the status is in this one block, which the client gets as it is.
+        call.status = Number(fieldValue(fields, 'grpc-status') ?? Status.UNKNOWN);
+        finish(call);
+        call.client.writeHeaders(out, true);
+        return;
+      }
+      call.state = STREAMING;
+      call.client.writeHeaders(out, false);
+      return;
+    }
+    if (call.state !== STREAMING) return;
+    call.status = Number(fieldValue(fields, 'grpc-status') ?? Status.UNKNOWN);
     finish(call);
-    call.client.respond(out, RESPOND_END);
-    return;
-  }
-  call.state = STREAMING;
-  call.client.respond(out, RESPOND_STREAMING);
-}
-
-function onUpstreamData(this: ClientHttp2Stream, chunk: Buffer): void {
-  const call = callOf(this);
-  if (call.state !== STREAMING || !clientWritable(call)) return;
-  call.bytesOut += chunk.length;
-  forwarded(chunk.length);
-  const { client } = call;
-  if (!client.write(chunk)) {
-    this.pause();
-    client.once('drain', handlers.clientDrain);
-  }
-}
-
-function onClientDrain(this: ServerHttp2Stream): void {
-  callOf(this).upstream.resume();
-}
-
-function onUpstreamTrailers(this: ClientHttp2Stream, trailers: IncomingHttpHeaders): void {
-  const call = callOf(this);
-  if (call.state !== STREAMING) return;
-  call.trailers = toClientTrailers(trailers);
-  call.status = Number(trailers['grpc-status'] ?? Status.UNKNOWN);
-}
-
-function onUpstreamEnd(this: ClientHttp2Stream): void {
-  const call = callOf(this);
-  if (call.state !== STREAMING) return;
-  if (!call.trailers) {
-    endWithStatus(call, grpcError(Status.INTERNAL, 'function ended the response without grpc-status trailers'));
-    return;
-  }
-  finish(call);
-  if (clientWritable(call)) call.client.end();
-}
-
-function onWantTrailers(this: ServerHttp2Stream): void {
-  const call = callOf(this);
-  if (!this.closed && !this.destroyed) this.sendTrailers(call.trailers ?? statusFields(grpcError(Status.INTERNAL, 'no trailers')));
-}
-
-function onUpstreamError(this: ClientHttp2Stream, err: NodeJS.ErrnoException): void {
-  // A stream reset by the function arrives as ERR_HTTP2_STREAM_ERROR and is mapped from its
-  // RST code on 'close'; anything else means the connection to the endpoint failed.
-  // A connection failure reaches the stream wrapped (ERR_HTTP2_STREAM_CANCEL); name the cause.
-  if (err.code !== 'ERR_HTTP2_STREAM_ERROR') {
-    const cause = err.cause as NodeJS.ErrnoException | undefined;
-    callOf(this).upstreamError = cause?.code ?? cause?.message ?? err.code ?? err.message;
-  }
-}
-
-function onUpstreamClose(this: ClientHttp2Stream): void {
-  const call = callOf(this);
-  if (call.state === FINISHED) return;
-  // A stream closed because its connection went away (FIN, RST, GOAWAY) is not the function
-  // resetting it, whatever rstCode Node filled in.
-  if (call.upstreamError !== undefined || this.rstCode === undefined || call.upstreamSession?.destroyed) {
-    const reason = call.upstreamError ?? 'connection closed';
-    endWithStatus(call, grpcError(Status.UNAVAILABLE, `connection to function endpoint ${call.session.endpoint.key} failed: ${reason}`));
-    return;
-  }
-  const code = this.rstCode;
-  endWithStatus(call, grpcError(statusForRstCode(code), `function endpoint reset the stream (HTTP/2 error code ${code})`));
-}
+    call.client.writeTrailers(toClientTrailers(fields));
+  },
+  onData(upstream, data, endStream) {
+    const call = callOf(upstream);
+    if (call.state !== STREAMING || call.client.closed) return upstream.consume(data.length);
+    call.bytesOut += data.length;
+    if (call.client.writeData(data)) upstream.consume(data.length);
+    else call.pendingOut += data.length;
+    if (endStream) {
+      // DATA with END_STREAM and no trailers: a gRPC response must end with grpc-status.
+      endWithStatus(call, grpcError(Status.INTERNAL, 'function ended the response without grpc-status trailers'));
+    }
+  },
+  onWritable(upstream) {
+    // The function's stream took what the client sent: let the client send more.
+    const call = callOf(upstream);
+    const n = call.pendingIn;
+    call.pendingIn = 0;
+    call.client.consume(n);
+  },
+  onClose(upstream, code) {
+    const call = callOf(upstream);
+    if (call.state === FINISHED || code === null) return;
+    if (code === CONNECTION_LOST || code === ErrorCode.REFUSED_STREAM) {
+      call.upstreamError = upstream.connection.failure ?? (code === ErrorCode.REFUSED_STREAM ? 'stream refused' : 'connection closed');
+      endWithStatus(call, grpcError(Status.UNAVAILABLE, `connection to function endpoint ${call.session.endpoint.key} failed: ${call.upstreamError}`));
+      return;
+    }
+    endWithStatus(call, grpcError(statusForRstCode(code), `function endpoint reset the stream (HTTP/2 error code ${code})`));
+  },
+};
 
 // --- ending ---------------------------------------------------------------------------
 
 function onDeadline(call: ForwardedCall): void {
-  call.deadline = undefined;
-  endWithStatus(call, grpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (grpc-timeout) while waiting for the function'));
-  if (!call.upstream.closed && !call.upstream.destroyed) call.upstream.close(NGHTTP2_CANCEL);
+  call.client.connection.guarded('grpc-timeout deadline', () => {
+    call.deadline = undefined;
+    endWithStatus(call, grpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (grpc-timeout) while waiting for the function'));
+    const upstream = call.upstream;
+    if (upstream !== undefined && !upstream.closed) upstream.reset(ErrorCode.CANCEL);
+  });
 }
 
 /** Ends the client's call with a gateway-originated status, whatever stage it is at. */
 function endWithStatus(call: ForwardedCall, error: GrpcError): void {
-  const { state } = call;
+  const { state, client } = call;
   if (state === FINISHED) return;
   call.status = error.code;
   finish(call);
-  if (!clientWritable(call)) return;
+  if (client.closed) return;
   if (state === AWAITING_RESPONSE) {
-    respondTrailersOnly(call.client, error, sessionHeaders(call.session));
+    respondTrailersOnly(client, error, sessionHeaders(call.session));
   } else {
-    call.trailers = statusFields(error);
-    call.client.end();
+    client.writeTrailers(statusFields(error));
+    // What the client still sends is not wanted any more.
+    if (client.remoteOpen) client.handler = DISCARD;
   }
 }
 
@@ -296,47 +222,17 @@ function clearDeadline(call: ForwardedCall): void {
   }
 }
 
-function clientWritable(call: ForwardedCall): boolean {
-  const { client } = call;
-  return !client.closed && !client.destroyed;
-}
-
-// Every handler, each wrapped once so that an exception out of it closes its client connection
-// rather than the process (lib/runtime/contain.ts).
-const handlers = {
-  clientData: contained(onClientData, onStreamError('client DATA')),
-  clientEnd: contained(onClientEnd, onStreamError('client end of stream')),
-  clientClose: contained(onClientClose, onStreamError('client stream close')),
-  clientDrain: contained(onClientDrain, onStreamError('client stream drain')),
-  wantTrailers: contained(onWantTrailers, onStreamError('client trailers')),
-  upstreamResponse: contained(onUpstreamResponse, onStreamError('upstream response HEADERS')),
-  upstreamData: contained(onUpstreamData, onStreamError('upstream DATA')),
-  upstreamTrailers: contained(onUpstreamTrailers, onStreamError('upstream trailers')),
-  upstreamEnd: contained(onUpstreamEnd, onStreamError('upstream end of stream')),
-  upstreamError: contained(onUpstreamError, onStreamError('upstream stream error')),
-  upstreamClose: contained(onUpstreamClose, onStreamError('upstream stream close')),
-  upstreamDrain: contained(onUpstreamDrain, onStreamError('upstream stream drain')),
-  deadline(call: ForwardedCall): void {
-    try {
-      onDeadline(call);
-    } catch (err) {
-      failCall(call, 'grpc-timeout deadline', err);
-    }
-  },
-};
-
 /** gRPC's mapping of HTTP/2 RST_STREAM codes to status codes (PROTOCOL-HTTP2.md). */
 export function statusForRstCode(code: number): StatusCode {
   switch (code) {
-    case http2.constants.NGHTTP2_REFUSED_STREAM:
+    case ErrorCode.REFUSED_STREAM:
       return Status.UNAVAILABLE;
-    case NGHTTP2_CANCEL:
+    case ErrorCode.CANCEL:
       return Status.CANCELLED;
-    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
+    case ErrorCode.ENHANCE_YOUR_CALM:
       return Status.RESOURCE_EXHAUSTED;
-    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
+    case ErrorCode.INADEQUATE_SECURITY:
       return Status.PERMISSION_DENIED;
-    case NGHTTP2_NO_ERROR:
     default:
       return Status.INTERNAL;
   }

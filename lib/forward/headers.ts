@@ -2,13 +2,9 @@
 // connection-specific fields, the client's credential (replaced by fngate-subject) and any
 // fngate-subject the client made up.
 //
-// Request and response headers travel as node:http2's flat lists ([name, value, ...], as the
-// 'stream' and 'response' events give them and request()/respond() take them): cheaper than
-// header objects, which node:http2 copies once more before encoding, and faithful to gRPC
-// metadata, whose repeated keys stay separate fields. node:http2 refuses to send a field HTTP
-// allows only once twice, so a repeat of one is dropped and the first kept, as node:http2's
-// own header objects do on receipt. Trailers stay objects: sendTrailers() takes nothing else.
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+// Headers and trailers travel as lib/h2's flat lists ([name, value, ...], as decoded and as
+// encoded): faithful to gRPC metadata, whose repeated keys stay separate fields. Of a field
+// HTTP allows only once, a repeat is dropped and the first kept.
 import { SESSION_HEADER, type Session } from '../sessions/session.ts';
 
 export const SUBJECT_HEADER = 'fngate-subject';
@@ -21,7 +17,7 @@ const notToFunction = new Set([...hopByHop, 'authorization', SUBJECT_HEADER]);
 // The function's own session header, if it sent one, is replaced by the gateway's.
 const notToClient = new Set([...hopByHop, SESSION_HEADER]);
 
-// The fields node:http2 sends at most once (its kSingleValueFields).
+// The fields HTTP allows at most once in a message (the set node:http2 also enforces).
 const singleValue = new Set([
   ':status', ':method', ':authority', ':scheme', ':path', ':protocol',
   'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method',
@@ -67,16 +63,20 @@ export function toClientHeaders(raw: readonly string[], session: Session): Heade
   return out;
 }
 
-/** Trailers from the function: only connection-specific fields are dropped. */
-export function toClientTrailers(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in incoming) {
-    if (!hopByHop.has(name)) out[name] = incoming[name];
-  }
-  return out;
+/** Trailers from the function (raw): only connection-specific fields are dropped. */
+export function toClientTrailers(raw: readonly string[]): HeaderList {
+  return listWithout(raw, hopByHop);
 }
 
 /** The session id as metadata plus its cookie, for responses the gateway makes itself. */
-export function sessionHeaders(session: Session): OutgoingHttpHeaders {
-  return { [SESSION_HEADER]: session.token, 'set-cookie': session.setCookie as string[] };
+export function sessionHeaders(session: Session): HeaderList {
+  const out: HeaderList = [SESSION_HEADER, session.token];
+  for (const cookie of session.setCookie) out.push('set-cookie', cookie);
+  return out;
+}
+
+/** Value of the first `name` field of a flat list, or undefined. */
+export function fieldValue(list: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return list[i + 1];
+  return undefined;
 }

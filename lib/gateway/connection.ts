@@ -1,7 +1,7 @@
 // One client HTTP/2 connection: its open-stream count (activity is streams, not frames, so
 // keepalive PINGs never keep it alive), the idle timer built on that count, its sessions, its
 // maximum age, and its graceful shutdown.
-import http2, { type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { ServerConnection } from '../h2/server-connection.ts';
 import { connectionClosed } from '../runtime/young-garbage.ts';
 import type { ConnectionSessions, SessionManager } from '../sessions/session-manager.ts';
 import type { CloseReason } from '../telemetry/events.ts';
@@ -30,11 +30,6 @@ export interface ConnectionLimits {
   readonly maxAgeMs: number;
 }
 
-const kConnection = Symbol('fngate.connection');
-interface CarriesConnection {
-  [kConnection]?: ClientConnection;
-}
-
 export interface ConnectionEvents {
   /** The connection was closed by the gateway for this reason (GOAWAY sent). */
   onGatewayClose(reason: CloseReason): void;
@@ -43,47 +38,40 @@ export interface ConnectionEvents {
 }
 
 export class ClientConnection {
-  readonly session: ServerHttp2Session;
+  readonly h2: ServerConnection;
   readonly sessions: ConnectionSessions;
   readonly #events: ConnectionEvents;
-  #open = 0;
   #idle: NodeJS.Timeout;
   #maxAge: NodeJS.Timeout | undefined;
   #closing: CloseReason | undefined;
+  #gone = false;
 
-  constructor(session: ServerHttp2Session, manager: SessionManager, limits: ConnectionLimits, events: ConnectionEvents) {
-    this.session = session;
+  constructor(h2: ServerConnection, manager: SessionManager, limits: ConnectionLimits, events: ConnectionEvents) {
+    this.h2 = h2;
     // A pinned endpoint going away sends the client elsewhere: unmodified clients redial on GOAWAY.
-    const sessions = manager.forConnection(() => this.shutDown('endpoint_gone', true));
-    this.sessions = sessions;
+    this.sessions = manager.forConnection(() => this.shutDown('endpoint_gone', true));
     this.#events = events;
-    (session as CarriesConnection)[kConnection] = this;
     this.#idle = setTimeout(onIdle, limits.idleMs, this);
     if (limits.maxAgeMs > 0) {
       const jitter = 1 - AGE_JITTER + 2 * AGE_JITTER * Math.random();
       this.#maxAge = setTimeout(onMaxAge, Math.round(limits.maxAgeMs * jitter), this).unref();
     }
-    session.once('close', () => {
-      clearTimeout(this.#idle);
-      clearTimeout(this.#maxAge);
-      sessions.closeAll();
-      events.onClosed(this);
-      connectionClosed();
-    });
   }
 
-  static of(session: Http2Session): ClientConnection | undefined {
-    return (session as CarriesConnection)[kConnection];
+  /** lib/h2 reports the connection gone (every stream ended, the socket closed). */
+  closed(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    clearTimeout(this.#idle);
+    clearTimeout(this.#maxAge);
+    this.sessions.closeAll();
+    this.#events.onClosed(this);
+    connectionClosed();
   }
 
-  streamOpened(stream: ServerHttp2Stream): void {
-    this.#open++;
-    (stream as CarriesConnection)[kConnection] = this;
-    stream.once('close', onStreamClosed);
-  }
-
-  streamClosed(): void {
-    if (--this.#open === 0 && this.#closing === undefined) this.#idle.refresh();
+  /** The number of open streams changed: the idle timer starts over when it reaches 0. */
+  streamCountChanged(open: number): void {
+    if (open === 0 && this.#closing === undefined && !this.#gone) this.#idle.refresh();
   }
 
   /**
@@ -94,49 +82,45 @@ export class ClientConnection {
    * instead, then it is closed.
    */
   shutDown(reason: ShutdownReason, notice: boolean): void {
-    if (this.#closing !== undefined || this.session.closed || this.session.destroyed) return;
+    if (this.#closing !== undefined || this.h2.closed) return;
     this.#closing = reason;
     clearTimeout(this.#maxAge);
     this.#events.onGatewayClose(reason);
-    if (notice) this.session.goaway(http2.constants.NGHTTP2_NO_ERROR, SHUTDOWN_NOTICE_LAST_STREAM);
-    setTimeout(closeSession, NOTICE_GRACE_MS, this.session).unref();
+    if (notice) this.h2.goaway(SHUTDOWN_NOTICE_LAST_STREAM);
+    setTimeout(closeGracefully, NOTICE_GRACE_MS, this).unref();
   }
 
   /** Final GOAWAY now: streams already open (and answers already queued) still complete. */
   closeGracefully(): void {
-    closeSession(this.session);
+    this.h2.close();
   }
 
   /** Idle: GOAWAY(NO_ERROR) and close; nothing is open, so nothing is cut. */
   idleClose(): void {
-    if (this.#closing !== undefined || this.session.closed || this.session.destroyed) return;
+    if (this.#closing !== undefined || this.h2.closed) return;
     this.#closing = 'idle';
     this.#events.onGatewayClose('idle');
-    this.session.close();
+    this.h2.close();
     setTimeout(onIdleCloseGrace, IDLE_CLOSE_GRACE_MS, this).unref();
   }
 
   /** The idle GOAWAY went out a while ago and the socket is still there: cut it unless a stream runs. */
   idleCloseGraceOver(): void {
-    if (this.session.destroyed) return;
-    if (this.#open === 0) this.session.destroy();
+    if (this.#gone) return;
+    if (this.h2.openStreams === 0) this.h2.destroy();
     // A stream that crossed the GOAWAY is served to its end; look again later.
     else setTimeout(onIdleCloseGrace, IDLE_CLOSE_GRACE_MS, this).unref();
   }
 
   /** The drain deadline passed: cut whatever is still open. */
   destroy(): void {
-    if (!this.session.destroyed) this.session.destroy();
+    this.h2.destroy();
   }
 
-  /** Whether the idle timer found the connection still idle (no stream opened since it armed). */
+  /** Whether the idle timer found the connection still idle (no stream open). */
   isIdle(): boolean {
-    return this.#open === 0;
+    return this.h2.openStreams === 0;
   }
-}
-
-function onStreamClosed(this: ServerHttp2Stream): void {
-  (this as CarriesConnection)[kConnection]?.streamClosed();
 }
 
 function onIdle(connection: ClientConnection): void {
@@ -152,7 +136,6 @@ function onIdleCloseGrace(connection: ClientConnection): void {
   connection.idleCloseGraceOver();
 }
 
-function closeSession(session: ServerHttp2Session): void {
-  // close() sends GOAWAY with the real last stream id; streams above it are the client's to retry.
-  if (!session.closed && !session.destroyed) session.close();
+function closeGracefully(connection: ClientConnection): void {
+  connection.closeGracefully();
 }

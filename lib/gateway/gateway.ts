@@ -1,20 +1,25 @@
 // The gateway's request pipeline and connection set. A new stream goes one way:
 // checks -> auth -> route -> session -> forward; each step either hands on or answers with a
 // gateway-originated gRPC status. Nothing here awaits I/O except a JWT not yet verified.
-import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Authenticator, Principal } from '../auth/authenticator.ts';
+import { fieldValue } from '../forward/headers.ts';
 import { forwardCall } from '../forward/forward.ts';
+import { ErrorCode } from '../h2/constants.ts';
+import type { H2Counters, H2Limits } from '../h2/limits.ts';
+import { ServerConnection } from '../h2/server-connection.ts';
+import type { H2Stream } from '../h2/stream.ts';
 import { grpcError, isGrpcError, respondHttp, respondTrailersOnly, Status, type GrpcError } from '../grpc/status.ts';
 import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import type { Registry } from '../registry/registry.ts';
 import { readInvocation } from '../route/invocation.ts';
 import { routeInvocation } from '../route/route.ts';
-import { failConnection, type InternalErrorSink } from '../runtime/contain.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import type { Logger } from '../telemetry/log.ts';
-import type { Telemetry } from '../telemetry/events.ts';
+import type { RequestHeaders, Telemetry } from '../telemetry/events.ts';
 import { ClientConnection, type ConnectionLimits } from './connection.ts';
 import { GatewayHealth, isHealthPath } from './health.ts';
+import { requestHeaders } from './request-headers.ts';
 
 export interface GatewayOptions {
   readonly registry: Registry;
@@ -22,6 +27,11 @@ export interface GatewayOptions {
   readonly sessions: SessionManager;
   /** Client connection idle timeout and maximum age (0 = none). */
   readonly limits: ConnectionLimits;
+  /** HTTP/2 limits of client connections, and where their protections count. */
+  readonly h2: H2Limits;
+  readonly h2Counters: H2Counters;
+  /** Fields a request may carry (pseudo-headers included); more: RST_STREAM(ENHANCE_YOUR_CALM). */
+  readonly maxHeaderFields: number;
   readonly log: Logger;
   readonly telemetry: Telemetry;
 }
@@ -31,17 +41,14 @@ const badTimeout = grpcError(Status.INVALID_ARGUMENT, 'malformed grpc-timeout me
 const unverifiable = grpcError(Status.UNAUTHENTICATED, 'token could not be verified', 'verify_failed');
 
 export class Gateway {
-  readonly health: GatewayHealth;
+  readonly health = new GatewayHealth();
   readonly #opts: GatewayOptions;
-  readonly #report: InternalErrorSink;
   readonly #connections = new Set<ClientConnection>();
   #draining = false;
   #drained: (() => void) | undefined;
 
   constructor(opts: GatewayOptions) {
     this.#opts = opts;
-    this.#report = (where, err) => opts.telemetry.internalError(where, err);
-    this.health = new GatewayHealth(this.#report);
   }
 
   get draining(): boolean {
@@ -52,23 +59,28 @@ export class Gateway {
     return this.#connections.size;
   }
 
-  /** Attach to an HTTP/2 server (h2c or TLS). */
-  attach(server: http2.Http2Server | http2.Http2SecureServer): void {
-    // An exception out of either closes that one connection (GOAWAY INTERNAL_ERROR), never the process.
-    server.on('session', (session: ServerHttp2Session) => {
-      try {
-        this.#onSession(session);
-      } catch (err) {
-        failConnection(session, 'new connection', err, this.#report);
-      }
+  /** A client's HTTP/2 connection (h2c after its preface was seen, or TLS with ALPN h2). */
+  accept(socket: Socket): void {
+    const { telemetry } = this.#opts;
+    let connection: ClientConnection | undefined;
+    const h2 = new ServerConnection(socket, this.#opts.h2, this.#opts.h2Counters, {
+      onStream: (stream, fields, endStream) => this.#onStream(connection as ClientConnection, stream, fields, endStream),
+      onGoaway() {},
+      onClose: () => connection?.closed(),
+      onInternalError: (where, err) => telemetry.internalError(where, err),
+      onStreamCountChanged: (open) => connection?.streamCountChanged(open),
     });
-    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-      try {
-        this.#onStream(stream, headers, rawHeaders);
-      } catch (err) {
-        this.#fail(stream, 'new stream', err);
-      }
+    connection = new ClientConnection(h2, this.#opts.sessions, this.#opts.limits, {
+      onGatewayClose: (reason) => telemetry.connectionClosedBy(reason),
+      onClosed: (c) => {
+        this.#connections.delete(c);
+        telemetry.connectionClosed();
+        if (this.#draining && this.#connections.size === 0) this.#drained?.();
+      },
     });
+    this.#connections.add(connection);
+    telemetry.connectionOpened();
+    if (this.#draining) connection.shutDown('drain', false);
   }
 
   /**
@@ -95,44 +107,18 @@ export class Gateway {
     });
   }
 
-  #onSession(session: ServerHttp2Session): void {
-    if (session.destroyed) return; // nothing to track: its 'close' has been and gone
-    const { telemetry } = this.#opts;
-    session.on('error', (err) => this.#opts.log.debug('client connection error', { error: err.message }));
-    const connection = new ClientConnection(session, this.#opts.sessions, this.#opts.limits, {
-      onGatewayClose: (reason) => telemetry.connectionClosedBy(reason),
-      onClosed: (c) => {
-        this.#connections.delete(c);
-        telemetry.connectionClosed();
-        if (this.#draining && this.#connections.size === 0) this.#drained?.();
-      },
-    });
-    this.#connections.add(connection);
-    telemetry.connectionOpened();
-    if (this.#draining) connection.shutDown('drain', false);
-  }
-
-  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-    // First, before any return: an 'error' emitted later with no listener would end the process.
-    stream.on('error', ignoreStreamError);
-    // node:http2 queues 'stream' for the next tick; a connection error later in the same read
-    // (say, an oversized frame right behind these HEADERS) has by then destroyed the connection
-    // and its streams. Such a stream has no session and nothing to answer.
-    const session = stream.session;
-    if (session === undefined || stream.destroyed) return;
-    const connection = ClientConnection.of(session);
-    if (!connection) {
-      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  #onStream(connection: ClientConnection, stream: H2Stream, fields: string[], endStream: boolean): void {
+    const startedAt = performance.now();
+    if (fields.length / 2 > this.#opts.maxHeaderFields) {
+      stream.reset(ErrorCode.ENHANCE_YOUR_CALM);
       return;
     }
-    connection.streamOpened(stream);
-    const startedAt = performance.now();
-
+    const headers = requestHeaders(fields);
     const contentType = headers['content-type'];
-    if (!isGrpcContentType(contentType)) {
+    if (typeof contentType !== 'string' || !isGrpcContentType(contentType)) {
       const message = `fngate: expected content-type application/grpc, got ${contentType ?? 'none'}`;
       this.#opts.telemetry.rpcRejected({
-        path: headers[':path'],
+        path: stringOf(headers[':path']),
         status: 415,
         http: true,
         message,
@@ -141,13 +127,13 @@ export class Gateway {
         functionId: undefined,
         startedAt,
       });
-      respondHttp(stream, 415, message, { accept: 'application/grpc' });
+      respondHttp(stream, 415, message, ['accept', 'application/grpc']);
       return;
     }
-    const path = headers[':path'];
+    const path = fieldValue(fields, ':path');
     // The gateway's own health answers even while draining: that is when NOT_SERVING matters.
     if (headers['function-id'] === undefined && isHealthPath(path)) {
-      this.health.serve(stream, path as string);
+      this.health.serve(stream, path as string, endStream);
       return;
     }
     if (this.#draining) {
@@ -155,28 +141,31 @@ export class Gateway {
       connection.closeGracefully();
       return;
     }
-    const principal = this.#opts.authenticator.authenticate(headers.authorization);
+    const principal = this.#opts.authenticator.authenticate(stringOf(headers.authorization));
     if (principal instanceof Promise) {
+      // The body may arrive while the token is verified: hold it unconsumed (its window bounds it).
+      const held = holdBody(stream, endStream);
       principal
         .then(
-          (p) => this.#invoke(stream, headers, rawHeaders, connection, p, startedAt),
-          () => this.#reject(stream, headers, startedAt, unverifiable, undefined),
-        )
-        .catch((err: unknown) => this.#fail(stream, 'stream after token verification', err));
+          (p) => stream.connection.guarded('stream after token verification', () => this.#invoke(stream, headers, fields, false, connection, p, startedAt, held)),
+          () => stream.connection.guarded('stream after token verification', () => this.#reject(stream, headers, startedAt, unverifiable, undefined)),
+        );
       return;
     }
-    this.#invoke(stream, headers, rawHeaders, connection, principal, startedAt);
+    this.#invoke(stream, headers, fields, endStream, connection, principal, startedAt, undefined);
   }
 
   #invoke(
-    stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
-    rawHeaders: string[],
+    stream: H2Stream,
+    headers: RequestHeaders,
+    fields: string[],
+    endStream: boolean,
     connection: ClientConnection,
     principal: Principal | GrpcError,
     startedAt: number,
+    held: HeldBody | undefined,
   ): void {
-    if (stream.closed || stream.destroyed) return;
+    if (stream.closed) return;
     if (isGrpcError(principal)) return this.#reject(stream, headers, startedAt, principal, undefined);
     const invocation = readInvocation(headers);
     if (isGrpcError(invocation)) return this.#reject(stream, headers, startedAt, invocation, principal);
@@ -190,35 +179,57 @@ export class Gateway {
     if (isGrpcError(fn)) return this.#reject(stream, headers, startedAt, fn, principal);
     const session = connection.sessions.acquire(fn, invocation.versionId, invocation.sessionId);
     if (isGrpcError(session)) return this.#reject(stream, headers, startedAt, session, principal);
-    forwardCall(stream, headers, rawHeaders, session, principal.subject, timeoutMs, this.#opts.telemetry);
+    forwardCall(stream, headers, fields, endStream, session, principal.subject, timeoutMs, this.#opts.telemetry);
+    held?.replay(stream);
   }
 
-  /** An exception while handling `stream`: its connection goes, the process stays. */
-  #fail(stream: ServerHttp2Stream, where: string, err: unknown): void {
-    failConnection(stream.session, where, err, this.#report);
-    if (!stream.destroyed) stream.destroy();
-  }
-
-  #reject(
-    stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
-    startedAt: number,
-    error: GrpcError,
-    principal: Principal | undefined,
-  ): void {
-    const functionId = headers['function-id'];
+  #reject(stream: H2Stream, headers: RequestHeaders, startedAt: number, error: GrpcError, principal: Principal | undefined): void {
     this.#opts.telemetry.rpcRejected({
-      path: headers[':path'],
+      path: stringOf(headers[':path']),
       status: error.code,
       http: false,
       message: error.message,
       reason: error.reason,
       subject: principal?.subject,
-      functionId: typeof functionId === 'string' ? functionId : undefined,
+      functionId: stringOf(headers['function-id']),
       startedAt,
     });
     respondTrailersOnly(stream, error);
   }
+}
+
+/** A request body that arrived while the token was being verified, replayed into the call. */
+interface HeldBody {
+  replay(stream: H2Stream): void;
+}
+
+function holdBody(stream: H2Stream, endStream: boolean): HeldBody {
+  const chunks: Buffer[] = [];
+  let end = endStream;
+  stream.handler = {
+    onData(_s, data, endStream) {
+      chunks.push(data);
+      end ||= endStream;
+    },
+    onHeaders(_s, _fields, endStream) {
+      end ||= endStream;
+    },
+    onClose() {},
+    onWritable() {},
+  };
+  return {
+    replay(target) {
+      // The call's handler is in place now: hand it what came, in order, then the end.
+      for (let i = 0; i < chunks.length; i++) target.handler.onData(target, chunks[i] as Buffer, end && i === chunks.length - 1);
+      if (end && chunks.length === 0) target.handler.onData(target, EMPTY, true);
+    },
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function stringOf(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 /** application/grpc, optionally +format or ;params (gRPC-over-HTTP/2 spec). Not grpc-web. */
@@ -226,8 +237,4 @@ export function isGrpcContentType(value: string | undefined): boolean {
   if (value === undefined || !value.startsWith('application/grpc')) return false;
   const next = value.charCodeAt(16);
   return Number.isNaN(next) || next === 0x2b /* + */ || next === 0x3b /* ; */;
-}
-
-function ignoreStreamError(): void {
-  // Reported through 'close'; a listener must exist or an 'error' would crash the process.
 }

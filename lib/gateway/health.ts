@@ -1,9 +1,8 @@
 // The gateway's own grpc.health.v1.Health (Check and Watch), answered when a call carries no
 // function-id. The messages are tiny, so they are encoded by hand rather than through a
 // protobuf runtime on the data plane.
-import type { ServerHttp2Stream } from 'node:http2';
+import type { H2Stream, StreamHandler } from '../h2/stream.ts';
 import { grpcError, respondTrailersOnly, Status, statusFields } from '../grpc/status.ts';
-import { failConnection, type InternalErrorSink } from '../runtime/contain.ts';
 
 export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
@@ -23,13 +22,7 @@ export function isHealthPath(path: string | undefined): boolean {
 /** Serving state of the gateway as a whole ("" service), with its Watch subscribers. */
 export class GatewayHealth {
   #serving = true;
-  readonly #watchers = new Set<ServerHttp2Stream>();
-  readonly #report: InternalErrorSink;
-
-  /** `report` is told of an exception in a health call's handlers (its connection is then closed). */
-  constructor(report: InternalErrorSink) {
-    this.#report = report;
-  }
+  readonly #watchers = new Set<H2Stream>();
 
   get serving(): boolean {
     return this.#serving;
@@ -45,51 +38,43 @@ export class GatewayHealth {
     this.#watchers.clear();
   }
 
-  serve(stream: ServerHttp2Stream, path: string): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    stream.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_REQUEST_BYTES) {
-        respondTrailersOnly(stream, grpcError(Status.RESOURCE_EXHAUSTED, 'health check request too large'));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    stream.on('end', () => {
-      try {
-        this.#answer(stream, path, chunks);
-      } catch (err) {
-        failConnection(stream.session, 'health check', err, this.#report);
-      }
-    });
+  /** Answers a health call on `stream` once its request (one small message) has arrived. */
+  serve(stream: H2Stream, path: string, endStream: boolean): void {
+    const request: HealthRequest = { health: this, path, chunks: [], size: 0 };
+    stream.context = request;
+    stream.handler = HEALTH_REQUEST;
+    if (endStream) this.answer(stream, request);
   }
 
-  #answer(stream: ServerHttp2Stream, path: string, chunks: Buffer[]): void {
-    if (stream.headersSent || stream.closed || stream.destroyed) return;
-    const service = parseServiceName(Buffer.concat(chunks));
+  answer(stream: H2Stream, request: HealthRequest): void {
+    if (stream.headersSent || stream.closed) return;
+    const service = parseServiceName(Buffer.concat(request.chunks));
     if (service === undefined) {
       respondTrailersOnly(stream, grpcError(Status.INVALID_ARGUMENT, 'malformed HealthCheckRequest'));
-    } else if (path === HEALTH_CHECK_PATH) {
+    } else if (request.path === HEALTH_CHECK_PATH) {
       this.#check(stream, service);
     } else {
       this.#watch(stream, service);
     }
   }
 
-  #check(stream: ServerHttp2Stream, service: string): void {
+  /** A Watch stream ended (the client cancelled or went away). */
+  forget(stream: H2Stream): void {
+    this.#watchers.delete(stream);
+  }
+
+  #check(stream: H2Stream, service: string): void {
     if (service !== '') {
       respondTrailersOnly(stream, grpcError(Status.NOT_FOUND, `unknown service "${service}" (the gateway reports only "")`));
       return;
     }
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-    stream.once('wantTrailers', () => stream.sendTrailers(statusFields(grpcError(Status.OK, ''))));
+    stream.writeHeaders(GRPC_RESPONSE, false);
     writeStatus(stream, this.#serving ? SERVING : NOT_SERVING);
-    stream.end();
+    stream.writeTrailers(statusFields(grpcError(Status.OK, '')));
   }
 
-  #watch(stream: ServerHttp2Stream, service: string): void {
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+  #watch(stream: H2Stream, service: string): void {
+    stream.writeHeaders(GRPC_RESPONSE, false);
     // An unknown service stays open, as the health protocol asks, until the client cancels.
     writeStatus(stream, service !== '' ? SERVICE_UNKNOWN : this.#serving ? SERVING : NOT_SERVING);
     if (!this.#serving) {
@@ -97,20 +82,49 @@ export class GatewayHealth {
       return;
     }
     this.#watchers.add(stream);
-    stream.once('close', () => this.#watchers.delete(stream));
   }
 }
 
-function writeStatus(stream: ServerHttp2Stream, status: number): void {
-  if (stream.closed || stream.destroyed) return;
-  // gRPC frame: uncompressed, length 2, then field 1 (varint) = status.
-  stream.write(Buffer.from([0, 0, 0, 0, 2, 0x08, status]));
+interface HealthRequest {
+  readonly health: GatewayHealth;
+  readonly path: string;
+  readonly chunks: Buffer[];
+  size: number;
 }
 
-function endWatch(stream: ServerHttp2Stream): void {
-  if (stream.closed || stream.destroyed) return;
-  stream.once('wantTrailers', () => stream.sendTrailers(statusFields(grpcError(Status.UNAVAILABLE, 'gateway is draining'))));
-  stream.end();
+const GRPC_RESPONSE = [':status', '200', 'content-type', 'application/grpc'];
+
+/** Gathers the request (at most MAX_REQUEST_BYTES), answers at its end, forgets a Watch that ends. */
+const HEALTH_REQUEST: StreamHandler = {
+  onData(stream, data, endStream) {
+    const request = stream.context as HealthRequest;
+    stream.consume(data.length);
+    request.size += data.length;
+    if (request.size > MAX_REQUEST_BYTES) {
+      respondTrailersOnly(stream, grpcError(Status.RESOURCE_EXHAUSTED, 'health check request too large'));
+      return;
+    }
+    request.chunks.push(Buffer.from(data));
+    if (endStream) request.health.answer(stream, request);
+  },
+  onHeaders(stream, _fields, endStream) {
+    if (endStream) (stream.context as HealthRequest).health.answer(stream, stream.context as HealthRequest);
+  },
+  onClose(stream) {
+    (stream.context as HealthRequest).health.forget(stream);
+  },
+  onWritable() {},
+};
+
+function writeStatus(stream: H2Stream, status: number): void {
+  if (stream.closed) return;
+  // gRPC frame: uncompressed, length 2, then field 1 (varint) = status.
+  stream.writeData(Buffer.from([0, 0, 0, 0, 2, 0x08, status]));
+}
+
+function endWatch(stream: H2Stream): void {
+  if (stream.closed) return;
+  stream.writeTrailers(statusFields(grpcError(Status.UNAVAILABLE, 'gateway is draining')));
 }
 
 /** HealthCheckRequest.service from one gRPC frame; "" for an empty body; undefined if malformed. */

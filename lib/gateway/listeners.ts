@@ -2,11 +2,12 @@
 // request gets a clear HTTP/1.1 answer instead of an HTTP/2 GOAWAY it cannot read. TLS: ALPN
 // h2 only, certificate and key reloaded from disk when they change, without dropping connections.
 import { readFile } from 'node:fs/promises';
-import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
 import net from 'node:net';
 import { dirname, basename } from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import tls from 'node:tls';
 import type { ListenAddress } from '../config/types.ts';
+import { ErrorCode } from '../h2/constants.ts';
+import { DEFAULT_LIMITS, type H2Limits } from '../h2/limits.ts';
 import { watchDirectory, type Closable } from '../sources/file/watch.ts';
 import type { Logger } from '../telemetry/log.ts';
 
@@ -26,13 +27,10 @@ const HTTP1_RESPONSE =
   'Connection: close\r\n\r\n' +
   HTTP1_BODY;
 
-/** HTTP/2 settings and limits for client connections, shared by both listeners. */
+/** HTTP/2 limits for client connections, shared by both listeners. */
 export interface ClientHttp2Tuning {
-  readonly settings: http2.Settings;
-  readonly maxSessionMemoryMb: number;
-  /** Connection-level receive window, set on each new session. */
-  readonly connectionWindow: number;
-  /** Header fields per request; more is refused with RST_STREAM(ENHANCE_YOUR_CALM). */
+  readonly h2: H2Limits;
+  /** Header fields per request, pseudo-headers included; more is refused with RST_STREAM(ENHANCE_YOUR_CALM). */
   readonly maxHeaderListPairs: number;
   /**
    * TCP connections one client IP address may hold open, counted over every listener created
@@ -43,36 +41,20 @@ export interface ClientHttp2Tuning {
 }
 
 export const defaultClientTuning: ClientHttp2Tuning = {
-  settings: {
-    maxConcurrentStreams: 1000,
-    initialWindowSize: 1 << 20,
-    maxHeaderListSize: 64 * 1024,
-    enablePush: false,
-  },
-  maxSessionMemoryMb: 64,
-  connectionWindow: 8 << 20,
+  h2: Object.freeze({ ...DEFAULT_LIMITS, maxConcurrentStreams: 1000, streamWindow: 1 << 20, connectionWindow: 8 << 20, maxHeaderListSize: 64 * 1024, prefaceTimeoutMs: PREFACE_TIMEOUT_MS }),
   maxHeaderListPairs: 128,
   maxConnectionsPerIp: 1000,
 };
 
-export function createH2cServer(tuning: ClientHttp2Tuning): Http2Server {
-  const server = http2.createServer({
-    settings: tuning.settings,
-    maxSessionMemory: tuning.maxSessionMemoryMb,
-    maxHeaderListPairs: tuning.maxHeaderListPairs,
-  });
-  server.on('session', (session) => setConnectionWindow(session, tuning.connectionWindow));
-  const limit = limiterFor(tuning);
-  if (limit) h2cLimits.set(server, limit);
-  return server;
-}
+/** Takes a client's socket once it speaks HTTP/2 (the gateway's accept). */
+export type AcceptH2 = (socket: net.Socket) => void;
 
-/** Accepts TCP, checks for the HTTP/2 preface, and hands HTTP/2 connections to `server`. */
-export function listenH2c(server: Http2Server, address: ListenAddress): Promise<net.Server> {
-  const limit = h2cLimits.get(server);
+/** Accepts TCP, checks for the HTTP/2 preface, and hands HTTP/2 connections to `accept`. */
+export function listenH2c(accept: AcceptH2, tuning: ClientHttp2Tuning, address: ListenAddress): Promise<net.Server> {
+  const limit = limiterFor(tuning);
   const tcp = net.createServer({ noDelay: true }, (socket) => {
     if (limit && !limit.admit(socket)) refuseH2c(socket, limit.refusal);
-    else sniffPreface(socket, server);
+    else sniffPreface(socket, accept);
   });
   return listen(tcp, address);
 }
@@ -90,7 +72,7 @@ class ConnectionsPerIp {
     const goaway = Buffer.alloc(9 + 8 + reason.length); // last stream 0
     goaway.writeUIntBE(8 + reason.length, 0, 3);
     goaway[3] = 0x7; // GOAWAY
-    goaway.writeUInt32BE(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 13);
+    goaway.writeUInt32BE(ErrorCode.ENHANCE_YOUR_CALM, 13);
     reason.copy(goaway, 17);
     this.refusal = Buffer.concat([SETTINGS_EMPTY, goaway]);
   }
@@ -112,7 +94,6 @@ class ConnectionsPerIp {
 
 /** One count per tuning object, so the h2c and TLS listeners of one gateway share it. */
 const limiters = new WeakMap<ClientHttp2Tuning, ConnectionsPerIp>();
-const h2cLimits = new WeakMap<Http2Server, ConnectionsPerIp>();
 
 function limiterFor(tuning: ClientHttp2Tuning): ConnectionsPerIp | undefined {
   if (tuning.maxConnectionsPerIp <= 0) return undefined;
@@ -147,7 +128,7 @@ const MAX_REQUEST_LINE = 8192;
 /** GOAWAY(last stream 0, PROTOCOL_ERROR): the answer to a bad preface (RFC 9113 3.4). */
 const GOAWAY_PROTOCOL_ERROR = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
-function sniffPreface(socket: net.Socket, server: Http2Server): void {
+function sniffPreface(socket: net.Socket, accept: AcceptH2): void {
   let seen: Buffer = Buffer.alloc(0);
   socket.on('error', () => socket.destroy());
   // Absolute, not an idle timeout: a byte now and then must not keep open a connection that
@@ -170,7 +151,7 @@ function sniffPreface(socket: net.Socket, server: Http2Server): void {
       socket.removeAllListeners('error');
       socket.pause();
       socket.unshift(seen);
-      server.emit('connection', socket);
+      accept(socket);
       return;
     }
     // Not HTTP/2. An HTTP/1.x request gets an HTTP/1.1 answer; anything else the GOAWAY an
@@ -200,7 +181,7 @@ export interface TlsFiles {
 }
 
 export interface TlsServer {
-  readonly server: Http2SecureServer;
+  readonly server: tls.Server;
   /** Stops watching the certificate files. */
   readonly reloader: Closable;
 }
@@ -215,24 +196,29 @@ async function readTlsFiles(files: TlsFiles): Promise<{ cert: Buffer; key: Buffe
   return { cert, key };
 }
 
-export async function createTlsServer(files: TlsFiles, tuning: ClientHttp2Tuning, log: Logger): Promise<TlsServer> {
+export async function createTlsServer(files: TlsFiles, tuning: ClientHttp2Tuning, accept: AcceptH2, log: Logger): Promise<TlsServer> {
   let current = await readTlsFiles(files);
-  let server: Http2SecureServer;
+  let server: tls.Server;
   try {
-    server = http2.createSecureServer({
+    server = tls.createServer({
       ...current,
       ALPNProtocols: ['h2'],
-      allowHTTP1: false,
-      settings: tuning.settings,
-      maxSessionMemory: tuning.maxSessionMemoryMb,
-      maxHeaderListPairs: tuning.maxHeaderListPairs,
       // A client that has not finished its TLS handshake by then is not going to (Node's default is 120 s).
       handshakeTimeout: PREFACE_TIMEOUT_MS,
     });
   } catch (err) {
     throw new Error(`--tls-cert ${files.cert} / --tls-key ${files.key}: ${(err as Error).message}`);
   }
-  server.on('session', (session) => setConnectionWindow(session, tuning.connectionWindow));
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    socket.setNoDelay(true);
+    // A TLS client that did not negotiate h2 (e.g. HTTP/1.1 over TLS) gets a readable answer.
+    if (socket.alpnProtocol !== 'h2') {
+      socket.on('error', () => socket.destroy());
+      socket.end(HTTP1_RESPONSE);
+      return;
+    }
+    accept(socket);
+  });
   // Over the per-address limit: closed before the handshake (no TLS to say why in).
   const limit = limiterFor(tuning);
   if (limit) {
@@ -240,13 +226,12 @@ export async function createTlsServer(files: TlsFiles, tuning: ClientHttp2Tuning
       if (!limit.admit(socket)) socket.destroy();
     });
   }
-  // A TLS client that did not negotiate h2 (e.g. HTTP/1.1 over TLS) gets a readable answer.
-  server.on('unknownProtocol', (socket: TLSSocket) => {
-    socket.on('error', () => socket.destroy());
-    socket.end(HTTP1_RESPONSE);
+  // Cut-off handshakes, handshake timeouts and scanners are routine: logged at debug, and the
+  // socket closed (tls.Server leaves that to this listener).
+  server.on('tlsClientError', (err, socket) => {
+    log.debug('TLS handshake failed', { error: err.message });
+    socket.destroy();
   });
-  // Cut-off handshakes and scanners are routine; they must not reach the process.
-  server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
 
   const check = async (): Promise<(() => void) | undefined> => {
     const next = await readTlsFiles(files).catch((err: Error) => {
@@ -256,7 +241,7 @@ export async function createTlsServer(files: TlsFiles, tuning: ClientHttp2Tuning
     if (!next || (next.cert.equals(current.cert) && next.key.equals(current.key))) return undefined;
     return () => {
       try {
-        server.setSecureContext({ ...next, ALPNProtocols: ['h2'] } as Parameters<Http2SecureServer['setSecureContext']>[0]);
+        server.setSecureContext({ ...next, ALPNProtocols: ['h2'] } as Parameters<tls.Server['setSecureContext']>[0]);
         current = next;
         log.info('TLS certificate reloaded', { cert: files.cert });
       } catch (err) {
@@ -300,9 +285,4 @@ export function boundAddress(server: net.Server): string {
   const addr = server.address();
   if (addr === null || typeof addr === 'string') return String(addr);
   return addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
-}
-
-function setConnectionWindow(session: http2.ServerHttp2Session, window: number): void {
-  // The server session exists before the preface is read; the window applies once it is.
-  if (!session.destroyed) session.setLocalWindowSize(window);
 }

@@ -1,6 +1,7 @@
 // The gRPC status vocabulary, and every response the gateway originates itself: trailers-only
 // errors and the few plain HTTP answers (415) for requests that are not gRPC at all.
-import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { ErrorCode } from '../h2/constants.ts';
+import { DISCARD, type H2Stream } from '../h2/stream.ts';
 
 export const Status = {
   OK: 0,
@@ -62,29 +63,27 @@ export function encodeGrpcMessage(message: string): string {
   return out;
 }
 
-/** Trailer fields (grpc-status, grpc-message) for a status, merged into `extra`. */
-export function statusFields(error: GrpcError, extra?: OutgoingHttpHeaders): OutgoingHttpHeaders {
-  const fields: OutgoingHttpHeaders = { ...extra, 'grpc-status': String(error.code) };
-  if (error.message) fields['grpc-message'] = encodeGrpcMessage(error.message);
-  return fields;
+/** Trailer fields (grpc-status, grpc-message) of a status, as a flat [name, value, ...] list. */
+export function statusFields(error: GrpcError): string[] {
+  return error.message ? ['grpc-status', String(error.code), 'grpc-message', encodeGrpcMessage(error.message)] : ['grpc-status', String(error.code)];
 }
 
 /** A trailers-only gRPC response: HTTP 200, application/grpc, status in the one HEADERS frame. */
-export function respondTrailersOnly(stream: ServerHttp2Stream, error: GrpcError, extra?: OutgoingHttpHeaders): void {
-  if (stream.headersSent || stream.destroyed || stream.closed) return;
-  stream.respond(
-    statusFields(error, { ...extra, ':status': 200, 'content-type': 'application/grpc' }),
-    { endStream: true },
-  );
-  // The client's request body, if any, is not wanted: stop reading it so flow control
-  // is not held open, and let the stream close.
-  if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+export function respondTrailersOnly(stream: H2Stream, error: GrpcError, extra: readonly string[] = NONE): void {
+  if (stream.headersSent || stream.closed) return;
+  stream.writeHeaders([':status', '200', 'content-type', 'application/grpc', ...extra, ...statusFields(error)], true);
+  // The client's request body, if any, is not wanted: RST_STREAM(NO_ERROR) after the answer
+  // tells it to stop sending (RFC 9113 8.1), and frees the stream at once.
+  stream.handler = DISCARD;
+  if (stream.remoteOpen) stream.reset(ErrorCode.NO_ERROR);
 }
 
 /** A plain HTTP answer for a request that is not gRPC. */
-export function respondHttp(stream: ServerHttp2Stream, status: number, text: string, extra?: OutgoingHttpHeaders): void {
-  if (stream.headersSent || stream.destroyed || stream.closed) return;
-  stream.respond({ ...extra, ':status': status, 'content-type': 'text/plain; charset=utf-8' });
-  stream.end(text + '\n');
-  if (!stream.readableEnded) stream.resume();
+export function respondHttp(stream: H2Stream, status: number, text: string, extra: readonly string[] = NONE): void {
+  if (stream.headersSent || stream.closed) return;
+  stream.handler = DISCARD; // the request body is read and dropped
+  stream.writeHeaders([':status', String(status), ...extra, 'content-type', 'text/plain; charset=utf-8'], false);
+  stream.writeData(Buffer.from(text + '\n'), true);
 }
+
+const NONE: readonly string[] = [];

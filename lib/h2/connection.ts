@@ -23,6 +23,7 @@ import { FrameReader, type FrameSink } from './frame-reader.ts';
 import { FrameWriter } from './frame-writer.ts';
 import { HpackDecoder, HpackError } from './hpack/decoder.ts';
 import { HpackEncoder } from './hpack/encoder.ts';
+import { forwarded } from '../runtime/young-garbage.ts';
 import { Budget, type H2Counters, type H2Limits } from './limits.ts';
 import { H2Stream, StreamState } from './stream.ts';
 
@@ -31,6 +32,8 @@ export const CONNECTION_LOST = -1;
 
 /** Socket octets queued past which DATA waits for the socket to drain (backpressure). */
 const SOCKET_HIGH_WATER = 256 * 1024;
+/** How many of our own resets are remembered, so frames the peer sent before it saw them are ignored. */
+const RECENTLY_RESET = 64;
 /** How long a connection closed with an error waits for its GOAWAY to leave before it is cut. */
 const CLOSE_LINGER_MS = 1000;
 
@@ -91,6 +94,8 @@ export abstract class Http2Connection implements FrameSink {
   goawaySent = -1;
   goawayReceived = -1;
   closed = false;
+  /** Why the connection failed, when it did (a socket error code, or the error we sent GOAWAY for). */
+  failure: string | undefined;
 
   protected readonly reader: FrameReader;
   protected readonly writer: FrameWriter;
@@ -106,6 +111,9 @@ export abstract class Http2Connection implements FrameSink {
   /** Streams with DATA waiting for the connection window or the socket. */
   readonly #blocked = new Set<H2Stream>();
   #draining = false;
+  /** Ids of the last streams we reset: frames already in flight on them are ignored (RFC 9113 5.1). */
+  readonly #recentlyReset = new Int32Array(RECENTLY_RESET);
+  #recentlyResetAt = 0;
 
   constructor(socket: Socket, limits: H2Limits, counters: H2Counters) {
     this.socket = socket;
@@ -118,12 +126,19 @@ export abstract class Http2Connection implements FrameSink {
     this.#control = new Budget(limits.controlBurst, limits.controlPerSecond);
     socket.on('data', (chunk: Buffer) => this.#guard('read', () => this.onBytes(chunk)));
     socket.on('drain', () => this.#guard('socket drain', () => this.#flushBlocked()));
-    socket.on('error', () => {}); // 'close' follows
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.failure ??= err.code ?? err.message; // 'close' follows
+    });
     socket.once('close', () => this.#guard('socket close', () => this.#onSocketClose()));
+    // A listener that looked at the first bytes paused the socket; 'data' alone would not resume it.
+    socket.resume();
   }
 
   /** Octets of socket data: the sides strip a preface first, then frames. */
   protected onBytes(chunk: Buffer): void {
+    // Each read is a new buffer that frames (and forwarded DATA) are views of: young native
+    // garbage that V8 would otherwise only free with full collections.
+    forwarded(chunk.length);
     this.reader.push(chunk);
     // What the kernel would not take: a burst answered in one turn is fine, a backlog is not.
     if (this.socket.writableLength > this.limits.maxOutgoingBytes && !this.socket.destroyed) {
@@ -213,6 +228,7 @@ export abstract class Http2Connection implements FrameSink {
     if (stream === undefined) {
       if (this.isIdle(streamId)) return this.connectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
       this.#creditConnection(length);
+      if (this.#wasReset(streamId)) return;
       return this.#streamError(streamId, ErrorCode.STREAM_CLOSED);
     }
     const endStream = (flags & Flag.END_STREAM) !== 0;
@@ -306,6 +322,8 @@ export abstract class Http2Connection implements FrameSink {
       return this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block too large');
     }
     const bytes = block.chunks.length === 1 ? (block.chunks[0] as Buffer) : Buffer.concat(block.chunks, block.bytes);
+    // A joined block and the strings decoded from it die with this call: young garbage too.
+    forwarded(block.bytes * 2);
     let fields: string[] | null;
     try {
       fields = this.#decoder.decode(bytes, this.limits.maxHeaderListSize);
@@ -325,7 +343,9 @@ export abstract class Http2Connection implements FrameSink {
       return this.onStreamHeaders(stream, fields, endStream);
     }
     if (!this.isIdle(streamId)) {
-      // A stream that was open and is closed now (RFC 9113 5.1).
+      // Trailers in flight on a stream we reset are ignored; otherwise a stream that was open
+      // and is closed now (RFC 9113 5.1).
+      if (this.#wasReset(streamId)) return;
       return this.connectionError(ErrorCode.STREAM_CLOSED, `HEADERS on closed stream ${streamId}`);
     }
     this.onNewStream(streamId, fields, endStream, block.selfDependent);
@@ -645,7 +665,13 @@ export abstract class Http2Connection implements FrameSink {
     return false;
   }
 
+  #wasReset(streamId: number): boolean {
+    return this.#recentlyReset.includes(streamId);
+  }
+
   #rst(streamId: number, code: number): void {
+    this.#recentlyReset[this.#recentlyResetAt] = streamId;
+    this.#recentlyResetAt = (this.#recentlyResetAt + 1) % RECENTLY_RESET;
     const payload = Buffer.allocUnsafe(4);
     payload.writeUInt32BE(code, 0);
     this.writer.frame(FrameType.RST_STREAM, 0, streamId, payload);
@@ -701,8 +727,10 @@ export abstract class Http2Connection implements FrameSink {
   connectionError(code: number, debug: string): void {
     if (this.closed) return;
     this.counters.connectionErrors++;
+    this.failure ??= `${errorName(code)}: ${debug}`;
     this.goaway(this.lastPeerStreamId, code, debug);
-    this.#shutDown(code);
+    // The streams were not reset by anyone: their connection failed.
+    this.#shutDown(CONNECTION_LOST);
   }
 
   /** Cuts the connection now: every stream ends, nothing more is sent. */
@@ -713,15 +741,17 @@ export abstract class Http2Connection implements FrameSink {
 
   #closeIfDone(): void {
     if (this.closed || this.streams.size > 0) return;
-    if (this.#draining || (this.goawaySent >= 0 && this.goawaySent < 2 ** 31 - 1) || this.goawayReceived >= 0) this.#shutDown(null);
+    if (this.#draining || (this.goawaySent >= 0 && this.goawaySent < 2 ** 31 - 1) || this.goawayReceived >= 0) this.#shutDown(CONNECTION_LOST);
   }
 
-  #shutDown(code: number | null, flush = true): void {
+  #shutDown(streamCode: number, flush = true): void {
     this.closed = true;
     this.reader.stop();
     clearTimeout(this.#settingsTimer);
-    const streamCode = code === null ? CONNECTION_LOST : code;
     for (const stream of [...this.streams.values()]) this.finish(stream, streamCode);
+    // Nothing more is read: a peer still writing fills its own buffers, and the close that
+    // follows resets the connection (it cannot miss that the way it can miss a FIN it never reads).
+    this.socket.pause();
     if (flush) {
       this.writer.flush();
       this.socket.end();
@@ -772,6 +802,12 @@ export abstract class Http2Connection implements FrameSink {
   }
 
   static readonly PREFACE = CLIENT_PREFACE;
+}
+
+const ERROR_NAMES = new Map<number, string>(Object.entries(ErrorCode).map(([name, code]) => [code, name]));
+
+function errorName(code: number): string {
+  return ERROR_NAMES.get(code) ?? `error ${code}`;
 }
 
 function onSettingsTimeout(connection: Http2Connection): void {

@@ -1,5 +1,5 @@
 // Request metadata -> what is being invoked: function id, optional version, optional session id.
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { RequestHeaders } from '../telemetry/events.ts';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import { ID_PATTERN, ID_RULE } from '../registry/function-manifest.ts';
 import { SESSION_COOKIE, SESSION_HEADER } from '../sessions/session.ts';
@@ -17,7 +17,7 @@ const MAX_SESSION_ID = 256;
 
 const noFunctionId = grpcError(Status.INVALID_ARGUMENT, 'missing function-id metadata');
 
-export function readInvocation(headers: IncomingHttpHeaders): Invocation | GrpcError {
+export function readInvocation(headers: RequestHeaders): Invocation | GrpcError {
   const functionId = single(headers['function-id']);
   if (functionId === undefined || functionId === '') return noFunctionId;
   if (!ID_PATTERN.test(functionId)) return grpcError(Status.INVALID_ARGUMENT, `function-id ${ID_RULE}`);

@@ -1,13 +1,15 @@
 // `fngate serve`: wires config -> sources -> registry -> auth -> sessions -> gateway ->
 // listeners and the admin server, and takes them down again in order on drain.
 import type { Server } from 'node:net';
-import type { Http2SecureServer } from 'node:http2';
+import type { Socket } from 'node:net';
+import type tls from 'node:tls';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { Authenticator } from '../auth/authenticator.ts';
 import { createJwtVerifier } from '../auth/jwt.ts';
 import type { Config } from '../config/types.ts';
 import { Gateway } from '../gateway/gateway.ts';
-import { boundAddress, createH2cServer, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
+import { boundAddress, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
+import { newCounters } from '../h2/limits.ts';
 import { Registry } from '../registry/registry.ts';
 import { SessionManager } from '../sessions/session-manager.ts';
 import { SOLE_REPLICA, type ReplicaRank } from '../sessions/cap-share.ts';
@@ -19,7 +21,7 @@ import type { Closable } from '../sources/file/watch.ts';
 import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
-import { defaultUpstreamTuning } from '../upstreams/upstream-connection.ts';
+import { DEFAULT_UPSTREAM_LIMITS } from '../upstreams/upstream-connection.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
 
 export interface RunningGateway {
@@ -80,7 +82,15 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
     if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
   }
-  const sessions = new SessionManager({ lingerMs: config.sessionLingerMs, upstream: defaultUpstreamTuning, keys });
+  // HTTP/2 protections count here, toward clients and toward functions, for /metrics.
+  const h2Counters = { client: newCounters(), upstream: newCounters() };
+  // Exceptions in upstream stream handlers are reported once telemetry exists (it is made below).
+  let reportInternalError: (where: string, err: unknown) => void = () => {};
+  const sessions = new SessionManager({
+    lingerMs: config.sessionLingerMs,
+    upstream: { limits: DEFAULT_UPSTREAM_LIMITS, counters: h2Counters.upstream, onInternalError: (where, err) => reportInternalError(where, err) },
+    keys,
+  });
   // Under --workers each worker fills its share of every endpoint's session cap; in Kubernetes
   // the replica Leases tell how many processes share it (see ReplicaMembership).
   sessions.setRank(opts.worker ?? SOLE_REPLICA);
@@ -130,12 +140,14 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       accessLog: config.accessLog,
       accessLogSample: config.accessLogSample,
       sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count },
+      h2: h2Counters,
     });
   } catch (err) {
     for (const closable of closables) closable.close();
     await kubernetes?.stop();
     throw err;
   }
+  reportInternalError = (where, err) => telemetry.internalError(where, err);
   telemetry.setRegistryStaleness(0);
   if (kubernetes) {
     const source = kubernetes;
@@ -147,6 +159,9 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     authenticator: new Authenticator(registry, verifier),
     sessions,
     limits: { idleMs: config.idleTimeoutMs, maxAgeMs: config.maxConnectionAgeMs },
+    h2: defaultClientTuning.h2,
+    h2Counters: h2Counters.client,
+    maxHeaderFields: defaultClientTuning.maxHeaderListPairs,
     log,
     telemetry,
   });
@@ -155,15 +170,13 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   try {
     // One tuning object for both listeners: the per-address connection count is shared.
     const clientTuning = { ...defaultClientTuning, maxConnectionsPerIp: config.maxConnectionsPerIp };
-    const h2c = createH2cServer(clientTuning);
-    gateway.attach(h2c);
-    servers.push(await listenH2c(h2c, config.listen));
+    const accept = (socket: Socket): void => gateway.accept(socket);
+    servers.push(await listenH2c(accept, clientTuning, config.listen));
 
-    let tls: Http2SecureServer | undefined;
+    let tls: tls.Server | undefined;
     if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
-      const secure = await createTlsServer({ cert: config.tlsCert, key: config.tlsKey }, clientTuning, log);
+      const secure = await createTlsServer({ cert: config.tlsCert, key: config.tlsKey }, clientTuning, accept, log);
       closables.push(secure.reloader);
-      gateway.attach(secure.server);
       tls = secure.server;
       servers.push(await listen(secure.server, config.tlsListen));
     }

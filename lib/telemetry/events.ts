@@ -1,7 +1,13 @@
 // What the data plane reports, and to whom: the pipeline calls a Telemetry sink at a few fixed
 // points and never reads anything back except an opaque per-call trace handle. Telemetry
 // depends on nothing upstream of it; the gateway and forwarder depend on this interface only.
-import type { IncomingHttpHeaders } from 'node:http2';
+
+/**
+ * A request's header fields by name, as the pipeline reads them: a field sent once is its
+ * value; repeats follow HTTP's rules (cookie joined with "; ", set-cookie a list, single-value
+ * fields keep the first, others joined with ", ").
+ */
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
 /**
  * Why the gateway closed a client connection: no stream for --idle-timeout; shutting down;
@@ -59,7 +65,7 @@ export interface Telemetry {
    * A call is about to be forwarded. May add trace context to `upstreamHeaders` (W3C
    * traceparent toward the function); the value returned comes back as ForwardedRpc.trace.
    */
-  rpcStarting(clientHeaders: IncomingHttpHeaders, upstreamHeaders: string[], session: SessionInfo): unknown;
+  rpcStarting(clientHeaders: RequestHeaders, upstreamHeaders: string[], session: SessionInfo): unknown;
   rpcForwarded(rpc: ForwardedRpc): void;
   rpcRejected(rpc: RejectedRpc): void;
   setDraining(draining: boolean): void;

@@ -25,6 +25,7 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { METRIC_RPC_SERVER_CALL_DURATION } from '@opentelemetry/semantic-conventions';
+import type { H2Counters } from '../h2/limits.ts';
 import type { CloseReason } from './events.ts';
 import { ATTR, DURATION_BOUNDARIES, LabelledCounter, RpcStats, type Histogram, type RpcSeries } from './rpc-stats.ts';
 
@@ -49,6 +50,8 @@ export const METRIC = {
   registryStaleness: 'fngate.registry.staleness', // fngate_registry_staleness_seconds
   accessLogDropped: 'fngate.access_log.dropped', // fngate_access_log_dropped_total
   internalErrors: 'fngate.internal_errors', // fngate_internal_errors_total
+  http2Protections: 'fngate.http2.protections', // fngate_http2_protections_total
+  http2Errors: 'fngate.http2.errors', // fngate_http2_errors_total
 } as const;
 
 export interface MetricsOptions {
@@ -57,7 +60,29 @@ export interface MetricsOptions {
   readonly push?: { readonly exporter: PushMetricExporter; readonly intervalMs: number; readonly timeoutMs: number } | undefined;
   /** Read at collection. */
   readonly sessions: SessionGauges;
+  /** lib/h2's protection counters, read at collection. */
+  readonly h2?: H2CounterSets | undefined;
 }
+
+/** lib/h2 counters of the client side and the upstream side. */
+export interface H2CounterSets {
+  readonly client: H2Counters;
+  readonly upstream: H2Counters;
+}
+
+/** Counter fields that are protections (the rest are errors by kind). */
+const PROTECTIONS = [
+  ['rapidReset', 'rapid_reset'],
+  ['provokedResets', 'provoked_reset'],
+  ['continuationFlood', 'continuation_flood'],
+  ['headerListTooLarge', 'header_list_too_large'],
+  ['controlFlood', 'control_frame_flood'],
+  ['emptyFrameFlood', 'empty_frame_flood'],
+  ['outgoingQueueFull', 'outgoing_queue_full'],
+  ['prefaceTimeout', 'preface_timeout'],
+  ['settingsTimeout', 'settings_timeout'],
+  ['refusedStreams', 'refused_stream'],
+] as const satisfies ReadonlyArray<readonly [keyof H2Counters, string]>;
 
 /** What the sessions layer reports, read when metrics are collected. */
 export interface SessionGauges {
@@ -114,6 +139,38 @@ export class GatewayMetrics {
     }
     this.#provider = new MeterProvider({ resource: opts.resource, readers });
     this.#instruments(opts.sessions);
+    if (opts.h2) this.#http2(opts.h2);
+  }
+
+  #http2(h2: H2CounterSets): void {
+    const meter = this.#provider.getMeter(SCOPE.name);
+    const int = { valueType: ValueType.INT };
+    const sides = [['client', h2.client], ['upstream', h2.upstream]] as const;
+    const attributes = new Map<string, Attributes>();
+    const attrs = (key: string, make: () => Attributes): Attributes => {
+      let a = attributes.get(key);
+      if (a === undefined) attributes.set(key, (a = Object.freeze(make())));
+      return a;
+    };
+    meter
+      .createObservableCounter(METRIC.http2Protections, {
+        ...int,
+        unit: '{event}',
+        description: 'HTTP/2 protections that cut a stream or a connection, by protection and side (client: toward clients; upstream: toward functions).',
+      })
+      .addCallback((r) => {
+        for (const [side, counters] of sides) {
+          for (const [field, protection] of PROTECTIONS) r.observe(counters[field], attrs(`${side}/${protection}`, () => ({ protection, side })));
+        }
+      });
+    meter
+      .createObservableCounter(METRIC.http2Errors, { ...int, unit: '{error}', description: 'HTTP/2 errors by kind (connection: GOAWAY; stream: RST_STREAM) and side.' })
+      .addCallback((r) => {
+        for (const [side, counters] of sides) {
+          r.observe(counters.connectionErrors, attrs(`${side}/connection`, () => ({ kind: 'connection', side })));
+          r.observe(counters.streamErrors, attrs(`${side}/stream`, () => ({ kind: 'stream', side })));
+        }
+      });
   }
 
   #instruments(sessions: SessionGauges): void {

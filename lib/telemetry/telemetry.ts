@@ -2,12 +2,11 @@
 // an exporter (and a sampler that is not always_off), the access log when --access-log is on.
 // Per RPC this does a few Map lookups and additions; spans and log lines only when enabled.
 import { diag, DiagLogLevel } from '@opentelemetry/api';
-import type { IncomingHttpHeaders } from 'node:http2';
 import { Status } from '../grpc/status.ts';
 import { openAccessLog, type AccessLog } from './access-log.ts';
-import type { CloseReason, ForwardedRpc, RejectedRpc, SessionInfo, Telemetry } from './events.ts';
+import type { CloseReason, ForwardedRpc, RejectedRpc, RequestHeaders, SessionInfo, Telemetry } from './events.ts';
 import type { Logger } from './log.ts';
-import { GatewayMetrics, type SessionGauges } from './metrics.ts';
+import { GatewayMetrics, type H2CounterSets, type SessionGauges } from './metrics.ts';
 import { createMetricExporter, gatewayResource, readOtelSettings } from './otel-config.ts';
 import { createRpcTracer, RpcTrace, type RpcTracer } from './tracing.ts';
 
@@ -23,6 +22,8 @@ export interface TelemetryOptions {
   readonly accessLogSample: number;
   /** Session gauges (SessionManager), read at collection. */
   readonly sessions: SessionGauges;
+  /** What lib/h2's protections cut, toward clients and toward functions, read at collection. */
+  readonly h2?: H2CounterSets;
 }
 
 export class GatewayTelemetry implements Telemetry {
@@ -51,7 +52,7 @@ export class GatewayTelemetry implements Telemetry {
     this.metrics.closedByGateway.add(reason);
   }
 
-  rpcStarting(clientHeaders: IncomingHttpHeaders, upstreamHeaders: string[], session: SessionInfo): RpcTrace | undefined {
+  rpcStarting(clientHeaders: RequestHeaders, upstreamHeaders: string[], session: SessionInfo): RpcTrace | undefined {
     this.metrics.stats.function(session.functionId, session.versionId).activeStreams++;
     const tracer = this.#tracer;
     return tracer === undefined ? undefined : tracer.start(clientHeaders, upstreamHeaders, session);
@@ -139,7 +140,7 @@ export async function createTelemetry(opts: TelemetryOptions): Promise<GatewayTe
     intervalMs: settings.metrics.intervalMs,
     timeoutMs: settings.metrics.timeoutMs,
   };
-  const metrics = new GatewayMetrics({ resource, push, sessions: opts.sessions });
+  const metrics = new GatewayMetrics({ resource, push, sessions: opts.sessions, h2: opts.h2 });
   try {
     const tracer = settings.traces && (await createRpcTracer(settings.traces, resource));
     const accessLog = await openAccessLog(opts.accessLog, opts.accessLogSample, (lines) => {

@@ -5,9 +5,8 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api';
 import { millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
-import type { IncomingHttpHeaders } from 'node:http2';
 import { Status } from '../grpc/status.ts';
-import type { ForwardedRpc, SessionInfo } from './events.ts';
+import type { ForwardedRpc, RequestHeaders, SessionInfo } from './events.ts';
 import { createSampler, createSpanExporter, type TraceSettings } from './otel-config.ts';
 import { ATTR, methodOf, STATUS_NAMES, statusIndex } from './rpc-stats.ts';
 
@@ -30,11 +29,11 @@ export class RpcTrace {
   }
 }
 
-const getter: TextMapGetter<IncomingHttpHeaders> = {
+const getter: TextMapGetter<RequestHeaders> = {
   keys: (carrier) => Object.keys(carrier),
   get: (carrier, key) => carrier[key],
 };
-// The function's headers are node:http2's flat [name, value, ...] list: a traceparent or
+// The function's headers are a flat [name, value, ...] list: a traceparent or
 // tracestate the client sent is replaced, not sent twice.
 const setter: TextMapSetter<string[]> = {
   set: (carrier, key, value) => {
@@ -80,11 +79,12 @@ export class RpcTracer {
    * span. An unsampled call returns undefined: a client's traceparent then goes on unchanged,
    * and a call without one carries the unsampled decision on.
    */
-  start(clientHeaders: IncomingHttpHeaders, upstreamHeaders: string[], session: SessionInfo): RpcTrace | undefined {
+  start(clientHeaders: RequestHeaders, upstreamHeaders: string[], session: SessionInfo): RpcTrace | undefined {
     // Sampling only what a caller sampled: a call without a traceparent costs nothing.
     if (this.#rootNeverSampled && clientHeaders.traceparent === undefined) return undefined;
     const parent = this.#propagator.extract(ROOT_CONTEXT, clientHeaders, getter);
-    const method = methodOf(clientHeaders[':path'] ?? '');
+    const path = clientHeaders[':path'];
+    const method = methodOf(typeof path === 'string' ? path : '');
     const attributes = {
       [ATTR.rpcSystemName]: 'grpc',
       [ATTR.rpcMethod]: method,

@@ -1,35 +1,27 @@
-// A session's own HTTP/2 connection to its pinned endpoint. Connected lazily on the first
-// request (Node queues requests made while connecting) and re-dialled if it dies, so the
-// session keeps its endpoint across a backend connection failure.
-import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+// A session's own HTTP/2 connection to its pinned endpoint, on lib/h2's client side. Dialled
+// on the first request (the preface, SETTINGS and that request leave in the first write, before
+// the TCP handshake has even finished) and dialled again after the endpoint's GOAWAY or a lost
+// connection, so the session keeps its endpoint across them.
+import net from 'node:net';
+import { ClientConnection } from '../h2/client-connection.ts';
+import type { ConnectionHooks } from '../h2/connection.ts';
+import { DEFAULT_LIMITS, type H2Counters, type H2Limits } from '../h2/limits.ts';
+import type { H2Stream, StreamHandler } from '../h2/stream.ts';
 import type { Endpoint } from '../registry/types.ts';
-import { shareBindAccessors } from './shared-bind-accessors.ts';
-
-// request() binds every call with AsyncResource#bind; see shared-bind-accessors.ts.
-shareBindAccessors();
 
 export interface UpstreamTuning {
-  /** Per-stream receive window we advertise to the function. */
-  readonly streamWindow: number;
-  /** Connection-level receive window. */
-  readonly connectionWindow: number;
-  /** nghttp2's budget for buffered frames on one connection, in MB. */
-  readonly maxSessionMemoryMb: number;
+  /** lib/h2 limits of upstream connections (receive windows, frame size, protections). */
+  readonly limits: H2Limits;
+  /** Where the protections of every upstream connection count. */
+  readonly counters: H2Counters;
+  /** Told of an exception in a stream's handler (the upstream connection was then closed). */
+  readonly onInternalError: (where: string, err: unknown) => void;
 }
-
-export const defaultUpstreamTuning: UpstreamTuning = {
-  streamWindow: 1 << 20,
-  connectionWindow: 8 << 20,
-  maxSessionMemoryMb: 64,
-};
-
-/** Shared by every request: request() copies it before use. */
-const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = Object.freeze({ endStream: false });
 
 export class UpstreamConnection {
   readonly endpoint: Endpoint;
   readonly #tuning: UpstreamTuning;
-  #session: ClientHttp2Session | undefined;
+  #connection: ClientConnection | undefined;
   #closed = false;
 
   constructor(endpoint: Endpoint, tuning: UpstreamTuning) {
@@ -37,54 +29,53 @@ export class UpstreamConnection {
     this.#tuning = tuning;
   }
 
-  /** Opens a stream to the endpoint; errors surface on the stream, never as a throw. */
-  /** `headers`: node:http2's flat [name, value, ...] list. */
-  request(headers: readonly string[]): ClientHttp2Stream {
-    const session = this.#live();
-    try {
-      return session.request(headers, REQUEST_OPTIONS);
-    } catch {
-      // The connection turned unusable between our check and the request (a GOAWAY being
-      // processed): dial a new one. A fresh session accepts requests while connecting.
-      this.#forget(session);
-      return this.#live().request(headers, REQUEST_OPTIONS);
+  /** Opens a request stream; failures surface as the stream's close, never as a throw. */
+  request(fields: readonly string[], handler: StreamHandler, context: unknown): H2Stream {
+    let connection = this.#live();
+    let stream = connection.request(fields, false, handler, context);
+    if (stream === undefined) {
+      // The connection stopped taking streams (a GOAWAY, its stream ids used up): dial again.
+      this.#forget(connection);
+      connection = this.#live();
+      stream = connection.request(fields, false, handler, context) as H2Stream;
     }
+    return stream;
   }
 
   /** Graceful: streams already open run to their end, then the connection closes. */
   close(): void {
     this.#closed = true;
-    const session = this.#session;
-    this.#session = undefined;
-    if (session && !session.closed) session.close();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    connection?.close();
   }
 
-  #live(): ClientHttp2Session {
-    const current = this.#session;
-    if (current && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(`http://${this.endpoint.key}`, {
-      settings: { enablePush: false, initialWindowSize: this.#tuning.streamWindow },
-      maxSessionMemory: this.#tuning.maxSessionMemoryMb,
-    });
-    const window = this.#tuning.connectionWindow;
-    session.once('connect', () => {
-      if (!session.destroyed) session.setLocalWindowSize(window);
-    });
-    // Connection errors are reported to each stream; the session itself only needs to be
-    // forgotten so the next request dials again.
-    session.on('error', noop);
-    session.once('goaway', () => this.#forget(session));
-    session.once('close', () => this.#forget(session));
-    this.#session = session;
-    if (this.#closed) session.close();
-    return session;
+  #live(): ClientConnection {
+    const current = this.#connection;
+    if (current !== undefined && current.available) return current;
+    const { host, port } = this.endpoint;
+    const socket = net.connect({ host, port, noDelay: true });
+    const hooks: ConnectionHooks = {
+      onStream() {},
+      onGoaway: () => this.#forget(connection),
+      onClose: () => {
+        if (this.#connection === connection) this.#connection = undefined;
+      },
+      onInternalError: this.#tuning.onInternalError,
+      onStreamCountChanged() {},
+    };
+    const connection = new ClientConnection(socket, this.#tuning.limits, this.#tuning.counters, hooks);
+    this.#connection = connection;
+    if (this.#closed) connection.close();
+    return connection;
   }
 
-  #forget(session: ClientHttp2Session): void {
-    if (this.#session === session) this.#session = undefined;
-    // After the function's GOAWAY, new streams must go to a new connection.
-    if (!session.closed) session.close();
+  #forget(connection: ClientConnection): void {
+    if (this.#connection === connection) this.#connection = undefined;
+    // After the function's GOAWAY, new streams go to a new connection; this one winds down.
+    connection.close();
   }
 }
 
-function noop(): void {}
+/** Receive windows toward functions: 1 MiB per stream, 8 MiB per connection. */
+export const DEFAULT_UPSTREAM_LIMITS: H2Limits = Object.freeze({ ...DEFAULT_LIMITS, streamWindow: 1 << 20, connectionWindow: 8 << 20 });

@@ -79,6 +79,13 @@ export class HpackDecoder {
         } else {
           // Literal without indexing (6.2.2) or never indexed (6.2.3): 4-bit prefix either way.
           const index = this.#integer(4);
+          if (over) {
+            // Nothing more is kept and nothing enters the table: skip the strings undecoded.
+            if (index === 0) this.#skipString(maxListSize);
+            else this.#name(index);
+            this.#skipString(maxListSize);
+            continue;
+          }
           name = index === 0 ? this.#string(maxListSize) : this.#name(index);
           value = this.#string(maxListSize);
         }
@@ -117,6 +124,16 @@ export class HpackDecoder {
     const dynamic = index - STATIC_LENGTH;
     if (dynamic > this.#table.length) throw new HpackError(`index ${index} is past the end of the table`);
     return this.#table.name(dynamic);
+  }
+
+  /** Steps over a string literal without decoding it (its bounds are still checked). */
+  #skipString(maxLength: number): void {
+    const block = this.#block;
+    if (this.#pos >= block.length) throw new HpackError('string literal missing at the end of the block');
+    const length = this.#integer(7);
+    if (length > block.length - this.#pos) throw new HpackError('string literal runs past the end of the block');
+    if (length > maxLength) throw new HpackError(`a string of ${length} octets, over the header list limit of ${maxLength}`);
+    this.#pos += length;
   }
 
   /** A string literal (5.2), Huffman-coded or not. */
