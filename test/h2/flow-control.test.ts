@@ -1,0 +1,88 @@
+// Flow control end to end with lib/h2 on both ends of a real socket (ClientConnection sending a
+// request body to a ServerConnection): a server-side consumer that never calls consume() stops
+// the sender at the stream window, so what the receiver holds is bounded by the window and not
+// by the body; consuming reopens the window and the sender's onWritable resumes it to the end.
+import t from 'tap';
+import net from 'node:net';
+import { ClientConnection } from '../../lib/h2/client-connection.ts';
+import type { ConnectionHooks } from '../../lib/h2/connection.ts';
+import { ServerConnection } from '../../lib/h2/server-connection.ts';
+import { DEFAULT_LIMITS, newCounters } from '../../lib/h2/limits.ts';
+import { DISCARD, type H2Stream, type StreamHandler } from '../../lib/h2/stream.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const BODY = 4 * DEFAULT_LIMITS.streamWindow;
+
+function hooks(onStream: ConnectionHooks['onStream'], internalErrors: unknown[]): ConnectionHooks {
+  return {
+    onStream,
+    onGoaway() {},
+    onClose() {},
+    onInternalError(_where, err) {
+      internalErrors.push(err);
+    },
+    onStreamCountChanged() {},
+  };
+}
+
+t.test('an unconsumed request stops its sender at the stream window; consuming resumes it', async (t) => {
+  const internalErrors: unknown[] = [];
+  let held = 0; // received and not consumed
+  let ended = false;
+  let serverStream: H2Stream | undefined;
+  const consuming = { on: false };
+  const receiver: StreamHandler = {
+    ...DISCARD,
+    onData(stream, data, endStream) {
+      held += data.length;
+      if (endStream) ended = true;
+      if (consuming.on) {
+        stream.consume(held);
+        held = 0;
+      }
+    },
+  };
+  const server = net.createServer((socket) => {
+    new ServerConnection(
+      socket,
+      DEFAULT_LIMITS,
+      newCounters(),
+      hooks((stream) => {
+        serverStream = stream;
+        stream.handler = receiver;
+      }, internalErrors),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.teardown(() => {
+    socket.destroy();
+    server.close();
+  });
+
+  const client = new ClientConnection(socket, DEFAULT_LIMITS, newCounters(), hooks(() => {}, internalErrors));
+  let writable = 0;
+  const sender: StreamHandler = {
+    ...DISCARD,
+    onWritable() {
+      writable++;
+    },
+  };
+  const request = [':method', 'POST', ':scheme', 'http', ':path', '/upload', ':authority', 'test'];
+  const stream = client.request(request, false, sender) as H2Stream;
+  t.equal(stream.writeData(Buffer.alloc(BODY, 0x61), true), false, 'a body four windows long does not fit: writeData says wait');
+
+  await waitFor(() => held === DEFAULT_LIMITS.streamWindow, 10_000, 'the receiver holds one stream window');
+  t.equal(stream.sendWindow, 0, 'the sender has used up the stream window');
+  t.equal(stream.queuedBytes, BODY - DEFAULT_LIMITS.streamWindow, 'the rest waits at the sender, not at the receiver');
+  t.equal(writable, 0, 'no onWritable while the window is shut');
+  t.notOk(ended, 'the body has not ended');
+
+  consuming.on = true;
+  serverStream!.consume(held);
+  held = 0;
+  await waitFor(() => ended, 10_000, 'the whole body arrived once consumed');
+  t.equal(stream.queuedBytes, 0, 'nothing left queued at the sender');
+  t.equal(writable, 1, 'the sender was told once that its queue drained');
+  t.same(internalErrors, [], 'no internal error');
+});
