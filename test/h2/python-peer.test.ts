@@ -14,9 +14,10 @@ import { ClientConnection } from '../../lib/h2/client-connection.ts';
 import type { ConnectionHooks } from '../../lib/h2/connection.ts';
 import { ErrorCode } from '../../lib/h2/constants.ts';
 import { DEFAULT_LIMITS, newCounters } from '../../lib/h2/limits.ts';
-import type { H2Stream, StreamHandler } from '../../lib/h2/stream.ts';
+import type { H2Stream } from '../../lib/h2/stream.ts';
 import { PYTHON } from '../helpers/python.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { collector } from './support/collector.ts';
 import { startH2Server } from './support/h2-server.ts';
 
 type TestT = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -64,35 +65,6 @@ t.test('python h2 as a client: trailers, a body past the windows, a client reset
   t.same(server.internalErrors, [], 'no internal error');
 });
 
-interface Outcome {
-  headers?: string[];
-  trailers?: string[];
-  body: Buffer[];
-  code?: number | null;
-}
-
-function collect(): { handler: StreamHandler; outcome: Outcome; done: Promise<Outcome> } {
-  const outcome: Outcome = { body: [] };
-  let resolve!: (o: Outcome) => void;
-  const done = new Promise<Outcome>((r) => (resolve = r));
-  const handler: StreamHandler = {
-    onHeaders(_s, fields) {
-      if (outcome.headers === undefined) outcome.headers = fields;
-      else outcome.trailers = fields;
-    },
-    onData(stream, data) {
-      outcome.body.push(Buffer.from(data));
-      stream.consume(data.length);
-    },
-    onClose(_s, code) {
-      outcome.code = code;
-      resolve(outcome);
-    },
-    onWritable() {},
-  };
-  return { handler, outcome, done };
-}
-
 const request = (path: string): string[] => [':method', 'POST', ':scheme', 'http', ':path', path, ':authority', 'peer', 'te', 'trailers'];
 
 async function startPythonServer(t: TestT): Promise<number> {
@@ -127,11 +99,11 @@ t.test('python h2 as a server: echo past its windows with trailers, a server res
   const payload = Buffer.alloc(300_000);
   for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
 
-  const echo = collect();
+  const echo = collector();
   const stream = conn.request(request('/echo'), false, echo.handler) as H2Stream;
   stream.writeData(payload.subarray(0, 1000));
   stream.writeData(payload.subarray(1000), true);
-  const reset = collect();
+  const reset = collector();
   conn.request(request('/reset'), false, reset.handler);
 
   const r = await echo.done;
@@ -146,9 +118,9 @@ t.test('python h2 as a server: echo past its windows with trailers, a server res
 t.test('python h2 as a server: its GOAWAY lets the stream below finish, the one above is refused', async (t) => {
   const port = await startPythonServer(t);
   const { conn, goaways } = connect(t, port);
-  const held = collect();
+  const held = collector();
   conn.request(request('/hold'), true, held.handler);
-  const trigger = collect();
+  const trigger = collector();
   conn.request(request('/goaway'), true, trigger.handler);
 
   const [h, g] = await Promise.all([held.done, trigger.done]);

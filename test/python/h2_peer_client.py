@@ -13,6 +13,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+from h2_peer_send import send_pending
+
 host, port = sys.argv[1], int(sys.argv[2])
 sock = socket.create_connection((host, port))
 conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
@@ -29,20 +31,7 @@ def out(obj):
 
 
 def pump():
-    """Sends what the windows allow of each pending body, then its trailers."""
-    for sid in list(pending):
-        body = pending[sid]
-        while body:
-            n = min(len(body), conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-            if n <= 0:
-                break
-            conn.send_data(sid, body[:n])
-            body = body[n:]
-        pending[sid] = body
-        if not body:
-            del pending[sid]
-            conn.send_headers(sid, [("x-client-trailer", "sent")], end_stream=True)
-    sock.sendall(conn.data_to_send())
+    send_pending(conn, sock, pending, [("x-client-trailer", "sent")])
 
 
 def start(body, reset=False):

@@ -16,6 +16,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+from h2_peer_send import send_pending
+
 
 def serve(sock):
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
@@ -28,19 +30,7 @@ def serve(sock):
         pending[sid] = body
 
     def pump():
-        for sid in list(pending):
-            body = pending[sid]
-            while body:
-                n = min(len(body), conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-                if n <= 0:
-                    break
-                conn.send_data(sid, body[:n])
-                body = body[n:]
-            pending[sid] = body
-            if not body:
-                del pending[sid]
-                conn.send_headers(sid, [("grpc-status", "0"), ("x-server-trailer", "done")], end_stream=True)
-        sock.sendall(conn.data_to_send())
+        send_pending(conn, sock, pending, [("grpc-status", "0"), ("x-server-trailer", "done")])
 
     while True:
         data = sock.recv(65536)
