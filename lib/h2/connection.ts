@@ -596,6 +596,9 @@ export abstract class Http2Connection implements FrameSink {
   #localEnded(stream: H2Stream): void {
     stream.state = stream.state === StreamState.HALF_CLOSED_REMOTE ? StreamState.CLOSED : StreamState.HALF_CLOSED_LOCAL;
     stream.endQueued = true;
+    // Our side is over: nothing more can be written, so no onWritable (a later WINDOW_UPDATE
+    // for this stream must not wake the layer above).
+    stream.wantsWritable = false;
     this.maybeFinish(stream);
   }
 

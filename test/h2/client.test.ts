@@ -10,40 +10,10 @@ import { ClientConnection } from '../../lib/h2/client-connection.ts';
 import { CONNECTION_LOST, type ConnectionHooks } from '../../lib/h2/connection.ts';
 import { ErrorCode } from '../../lib/h2/constants.ts';
 import { DEFAULT_LIMITS, newCounters } from '../../lib/h2/limits.ts';
-import type { H2Stream, StreamHandler } from '../../lib/h2/stream.ts';
+import type { H2Stream } from '../../lib/h2/stream.ts';
 import { closeServer } from '../helpers/backend.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-interface Outcome {
-  headers: string[] | undefined;
-  trailers: string[] | undefined;
-  body: Buffer[];
-  code: number | null | undefined;
-}
-
-/** Collects a response; `consume` false leaves the data unconsumed (the window stays shut). */
-function collector(consume = true): { handler: StreamHandler; outcome: Outcome; done: Promise<Outcome> } {
-  const outcome: Outcome = { headers: undefined, trailers: undefined, body: [], code: undefined };
-  let resolve!: (o: Outcome) => void;
-  const done = new Promise<Outcome>((r) => (resolve = r));
-  const handler: StreamHandler = {
-    onHeaders(_s, fields, endStream) {
-      if (outcome.headers === undefined) outcome.headers = fields;
-      else outcome.trailers = fields;
-      void endStream;
-    },
-    onData(stream, data) {
-      outcome.body.push(Buffer.from(data));
-      if (consume) stream.consume(data.length);
-    },
-    onClose(_s, code) {
-      outcome.code = code;
-      resolve(outcome);
-    },
-    onWritable() {},
-  };
-  return { handler, outcome, done };
-}
+import { collector } from './support/collector.ts';
 
 const hooks = (): ConnectionHooks & { goaways: number[] } => {
   const goaways: number[] = [];
