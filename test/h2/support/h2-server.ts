@@ -72,7 +72,13 @@ export async function startH2Server(opts: { tls?: { cert: Buffer; key: Buffer };
   const server = opts.tls
     ? tls.createServer({ cert: opts.tls.cert, key: opts.tls.key, ALPNProtocols: ['h2'] }, onSocket)
     : net.createServer(onSocket);
-  if (opts.tls) server.on('tlsClientError', () => {});
+  if (opts.tls) server.on('tlsClientError', (_err, socket) => socket.destroy());
+  // Every TCP socket, h2 or not yet (a TLS handshake in progress), so close() can end them all.
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   return {
@@ -84,6 +90,7 @@ export async function startH2Server(opts: { tls?: { cert: Buffer; key: Buffer };
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of connections) c.destroy();
+        for (const socket of sockets) socket.destroy();
         server.close(() => resolve());
       }),
   };
