@@ -738,8 +738,9 @@ export abstract class Http2Connection implements FrameSink {
 
   /** Cuts the connection now: every stream ends, nothing more is sent. */
   destroy(): void {
-    if (this.closed) return;
-    this.#shutDown(CONNECTION_LOST, false);
+    // Closed already, it may still be lingering for its GOAWAY to leave: cut that short too.
+    if (this.closed) this.socket.destroy();
+    else this.#shutDown(CONNECTION_LOST, false);
   }
 
   #closeIfDone(): void {

@@ -71,6 +71,16 @@ export async function setupGateway(t: Test, args: string[] = [], opts: SetupOpts
   return { ...fixtures, gw };
 }
 
+/** Whether the process is still running (signal 0 checks it exists without touching it). */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Open file descriptors of a process (sockets, pipes, files): its open handles as the kernel counts them. */
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;

@@ -10,7 +10,7 @@
 import t from 'tap';
 import { ECHO_PATHS } from '../helpers/echo-proto.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { expectSettled, resources, setupGateway, startBystander } from './abuse-helpers.ts';
+import { expectSettled, isRunning, resources, setupGateway, startBystander } from './abuse-helpers.ts';
 import { connectRaw, frame, FrameType, grpcRequestHeaders, headersFrame, PREFACE, settingsFrame } from './h2-wire.ts';
 
 const FRAME_SIZE_ERROR = 0x6;
@@ -47,11 +47,3 @@ t.test('HEADERS then an oversized DATA frame in one write: GOAWAY(FRAME_SIZE_ERR
   t.same(gw.logLines().filter((l) => l['level'] === 'error'), [], 'nothing logged at level error');
 });
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

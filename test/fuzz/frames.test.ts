@@ -10,7 +10,7 @@
 // `make test`, 20,000 in `make fuzz`). FUZZ_SEED=<seed> replays a failure.
 import t from 'tap';
 import fc from 'fast-check';
-import { expectSettled, resources, setupGateway, startBystander } from '../abuse/abuse-helpers.ts';
+import { expectSettled, isRunning, resources, setupGateway, startBystander } from '../abuse/abuse-helpers.ts';
 import { connectRaw, ErrorCode, Flag, frame, FrameType, grpcRequestHeaders, headersFrame, PREFACE, settingsFrame } from '../abuse/h2-wire.ts';
 import type { RawH2 } from '../abuse/h2-wire.ts';
 import { ECHO_PATHS } from '../helpers/echo-proto.ts';
@@ -92,14 +92,6 @@ async function attack(body: Buffer, firstWrite: boolean): Promise<RawH2> {
 }
 const PROBES = Buffer.concat(Array.from({ length: 60 }, probe));
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const bystander = await startBystander(t, gw, auth);
 const before = await resources(gw);

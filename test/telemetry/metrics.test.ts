@@ -79,10 +79,16 @@ t.test('a known sequence of calls moves exactly the series it should', async (t)
   await waitForAsync(
     async () => {
       after = await scrape();
-      return byKey(after.samples).get(activeKey) === 0 && byKey(after.samples).get(seriesKey('rpc_server_call_duration_seconds_count', rpc('fn-echo', STREAM, 'CANCELLED'))) !== undefined;
+      // ... and the session of the previous test's client released (its connection's close
+      // reaches the gateway a moment after the client closed it).
+      return (
+        byKey(after.samples).get(activeKey) === 0 &&
+        byKey(after.samples).get(seriesKey('rpc_server_call_duration_seconds_count', rpc('fn-echo', STREAM, 'CANCELLED'))) !== undefined &&
+        byKey(after.samples).get(seriesKey('fngate_endpoint_sessions', { endpoint: echo.address })) === 1
+      );
     },
     5000,
-    'the cancelled stream counted',
+    'the cancelled stream counted and only this client\'s session left',
   );
   const check = await promtoolCheck(after.text);
   t.equal(check.code, 0, `promtool: ${check.output}`);
