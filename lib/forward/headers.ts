@@ -17,7 +17,7 @@ const notToFunction = new Set([...hopByHop, 'authorization', SUBJECT_HEADER]);
 // The function's own session header, if it sent one, is replaced by the gateway's.
 const notToClient = new Set([...hopByHop, SESSION_HEADER]);
 
-// The fields HTTP allows at most once in a message (the set node:http2 also enforces).
+// The fields HTTP allows at most once in a message.
 const singleValue = new Set([
   ':status', ':method', ':authority', ':scheme', ':path', ':protocol',
   'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method',

@@ -1,7 +1,7 @@
 // Which malloc this process runs on, for the start-up log. The image preloads mimalloc
-// (Dockerfile, LD_PRELOAD): node:http2 and nghttp2 allocate and free in C++ for every stream
-// and every socket read, and glibc's malloc cost an eighth of the CPU per RPC
-// (docs/performance.md). The log line lets an operator see whether the preload took.
+// (Dockerfile, LD_PRELOAD): chosen when node:http2's C++ allocated for every stream and read and
+// glibc's malloc cost an eighth of the CPU per RPC (docs/performance.md). The log line lets an
+// operator see whether the preload took.
 import { readFileSync } from 'node:fs';
 
 const PRELOADABLE = [

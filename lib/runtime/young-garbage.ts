@@ -1,4 +1,4 @@
-// Frees node:http2's native garbage while it is young. Two kinds pile up:
+// Frees the data plane's native garbage while it is young. Two kinds pile up:
 // - socket-read buffers: every read gets a fresh ArrayBuffer and the DATA chunks forwarded are
 //   slices of it, garbage as soon as written;
 // - a closed connection's sessions (client side and the session's upstream), whose native
@@ -6,9 +6,9 @@
 // Both die young, but a proxy allocates so little JavaScript that scavenges are rare, so V8
 // only sees external memory growing and frees it with full mark-compacts: 20-35 per GiB
 // forwarded, and ~5 a second under connection churn. A scavenge every RECLAIM_BYTES of
-// either frees them for a fraction of that (docs/performance.md): 1 GiB streams ~50% faster
-// with peak RSS ~105 MiB instead of ~155; 10-15% more new connections a second with ~75 MB
-// less RSS. Unary traffic on open connections almost never triggers one.
+// either frees them for a fraction of that (docs/performance.md, measured on node:http2: 1 GiB
+// streams ~50% faster with peak RSS ~105 MiB instead of ~155; 10-15% more new connections a
+// second). lib/h2 counts every socket read and every joined header block here.
 //
 // V8's gc() is reached by setting --expose-gc at run time and taking gc from a new context
 // (the main context was made before the flag); if that ever stops working, reclaiming is off

@@ -1,4 +1,4 @@
-// Spans for forwarded calls, made by hand (nothing instruments raw node:http2): a SERVER span
+// Spans for forwarded calls, made by hand (nothing instruments the gateway's own HTTP/2): a SERVER span
 // per RPC, child of the client's W3C traceparent, and a CLIENT span per upstream stream, whose
 // context replaces the client's traceparent toward the function. Only built when OTEL_* asks
 // for traces (telemetry.ts); otherwise nothing here runs.
