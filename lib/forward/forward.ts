@@ -33,6 +33,8 @@ class ForwardedCall implements ForwardedRpc {
   /** Set when the upstream connection (not the function) failed. */
   upstreamError: string | undefined;
   deadline: NodeJS.Timeout | undefined;
+  /** When the gateway's own grpc-timeout deadline falls (performance.now() ms). */
+  deadlineAt = Infinity;
   status: number | undefined;
   firstByteAt: number | undefined;
   endedAt = 0;
@@ -80,8 +82,21 @@ export function forwardCall(
   call.upstream = upstream;
   if (endStream) upstream.end();
   if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
+    call.deadlineAt = startedAt + timeoutMs;
     call.deadline = setTimeout(onDeadline, timeoutMs, call);
   }
+}
+
+/**
+ * The function passes on the same grpc-timeout and may report DEADLINE_EXCEEDED a moment before
+ * the gateway's own timer fires (two timers, two processes). Within that moment it is the same
+ * deadline, and the client is told what the gateway would have said.
+ */
+const DEADLINE_SLACK_MS = 5;
+
+function ownDeadlineDue(call: ForwardedCall, fields: readonly string[]): boolean {
+  if (call.deadline === undefined || call.deadlineAt - performance.now() > DEADLINE_SLACK_MS) return false;
+  return fieldValue(fields, 'grpc-status') === String(Status.DEADLINE_EXCEEDED);
 }
 
 // --- client -> function ---------------------------------------------------------------
@@ -132,6 +147,7 @@ const FROM_FUNCTION: StreamHandler = {
       call.firstByteAt = performance.now();
       const out = toClientHeaders(fields, call.session);
       if (endStream) {
+        if (ownDeadlineDue(call, fields)) return onDeadline(call);
         // Trailers-only: the status is in this one block, which the client gets as it is.
         call.status = Number(fieldValue(fields, 'grpc-status') ?? Status.UNKNOWN);
         finish(call);
@@ -143,6 +159,7 @@ const FROM_FUNCTION: StreamHandler = {
       return;
     }
     if (call.state !== STREAMING) return;
+    if (ownDeadlineDue(call, fields)) return onDeadline(call);
     call.status = Number(fieldValue(fields, 'grpc-status') ?? Status.UNKNOWN);
     finish(call);
     call.client.writeTrailers(toClientTrailers(fields));
@@ -181,6 +198,7 @@ const FROM_FUNCTION: StreamHandler = {
 
 function onDeadline(call: ForwardedCall): void {
   call.client.connection.guarded('grpc-timeout deadline', () => {
+    clearTimeout(call.deadline);
     call.deadline = undefined;
     endWithStatus(call, grpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded (grpc-timeout) while waiting for the function'));
     const upstream = call.upstream;
