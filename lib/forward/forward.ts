@@ -43,6 +43,8 @@ class ForwardedCall implements ForwardedRpc {
   /** Octets written to one side and not yet consumed from the other (waiting for window). */
   pendingIn = 0;
   pendingOut = 0;
+  /** How long the call waited for its session to be bound; -1: it did not wait. */
+  waitedMs = -1;
 
   constructor(client: H2Stream, session: Session, path: string, subject: string, telemetry: Telemetry, trace: unknown, startedAt: number) {
     this.client = client;
@@ -60,7 +62,8 @@ const callOf = (stream: H2Stream): ForwardedCall => stream.context as ForwardedC
 /**
  * Forwards one RPC over the session's upstream connection. `timeoutMs` is the parsed
  * grpc-timeout (undefined: none); the header itself is passed on unchanged. `endStream`: the
- * request HEADERS ended the client's side already.
+ * request HEADERS ended the client's side already. `waitedMs`: how long the call waited for its
+ * session (-1: not at all), told to the client in the response headers.
  */
 export function forwardCall(
   client: H2Stream,
@@ -71,11 +74,13 @@ export function forwardCall(
   subject: string,
   timeoutMs: number | undefined,
   telemetry: Telemetry,
+  waitedMs: number,
 ): void {
   const startedAt = performance.now();
   const upstreamHeaders = toFunctionHeaders(fields, subject);
   const trace = telemetry.rpcStarting(headers, upstreamHeaders, session);
   const call = new ForwardedCall(client, session, fieldValue(fields, ':path') ?? '', subject, telemetry, trace, startedAt);
+  call.waitedMs = waitedMs;
   client.context = call;
   client.handler = FROM_CLIENT;
   const upstream = session.upstream.request(upstreamHeaders, FROM_FUNCTION, call);
@@ -145,7 +150,7 @@ const FROM_FUNCTION: StreamHandler = {
     if (call.state === AWAITING_RESPONSE) {
       if (call.client.closed) return;
       call.firstByteAt = performance.now();
-      const out = toClientHeaders(fields, call.session);
+      const out = toClientHeaders(fields, call.session, call.waitedMs);
       if (endStream) {
         if (ownDeadlineDue(call, fields)) return onDeadline(call);
         // Trailers-only: the status is in this one block, which the client gets as it is.
@@ -214,7 +219,7 @@ function endWithStatus(call: ForwardedCall, error: GrpcError): void {
   finish(call);
   if (client.closed) return;
   if (state === AWAITING_RESPONSE) {
-    respondTrailersOnly(client, error, sessionHeaders(call.session));
+    respondTrailersOnly(client, error, sessionHeaders(call.session, call.waitedMs));
   } else {
     client.writeTrailers(statusFields(error));
     // What the client still sends is not wanted any more.

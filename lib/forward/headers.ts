@@ -8,6 +8,8 @@
 import { SESSION_HEADER, type Session } from '../sessions/session.ts';
 
 export const SUBJECT_HEADER = 'fngate-subject';
+/** Response metadata of a call that waited for its session to be bound: milliseconds waited. */
+export const WAIT_HEADER = 'fngate-wait-ms';
 
 /** [name, value, name, value, ...], names in lower case as HTTP/2 carries them. */
 export type HeaderList = string[];
@@ -15,7 +17,7 @@ export type HeaderList = string[];
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 const notToFunction = new Set([...hopByHop, 'authorization', SUBJECT_HEADER]);
 // The function's own session header, if it sent one, is replaced by the gateway's.
-const notToClient = new Set([...hopByHop, SESSION_HEADER]);
+const notToClient = new Set([...hopByHop, SESSION_HEADER, WAIT_HEADER]);
 
 // The fields HTTP allows at most once in a message.
 const singleValue = new Set([
@@ -54,12 +56,11 @@ export function toFunctionHeaders(raw: readonly string[], subject: string): Head
 
 /**
  * The function's response headers (or trailers-only block, raw) as the client gets them: the
- * session id added as metadata and as a cookie.
+ * session id added as metadata and as a cookie, and how long the call waited (`waitedMs` >= 0).
  */
-export function toClientHeaders(raw: readonly string[], session: Session): HeaderList {
+export function toClientHeaders(raw: readonly string[], session: Session, waitedMs: number): HeaderList {
   const out = listWithout(raw, notToClient);
-  out.push(SESSION_HEADER, session.token);
-  for (const cookie of session.setCookie) out.push('set-cookie', cookie);
+  addSessionFields(out, session, waitedMs);
   return out;
 }
 
@@ -69,10 +70,16 @@ export function toClientTrailers(raw: readonly string[]): HeaderList {
 }
 
 /** The session id as metadata plus its cookie, for responses the gateway makes itself. */
-export function sessionHeaders(session: Session): HeaderList {
-  const out: HeaderList = [SESSION_HEADER, session.token];
-  for (const cookie of session.setCookie) out.push('set-cookie', cookie);
+export function sessionHeaders(session: Session, waitedMs: number): HeaderList {
+  const out: HeaderList = [];
+  addSessionFields(out, session, waitedMs);
   return out;
+}
+
+function addSessionFields(out: HeaderList, session: Session, waitedMs: number): void {
+  out.push(SESSION_HEADER, session.token);
+  for (const cookie of session.setCookie) out.push('set-cookie', cookie);
+  if (waitedMs >= 0) out.push(WAIT_HEADER, String(waitedMs));
 }
 
 /** Value of the first `name` field of a flat list, or undefined. */

@@ -3,7 +3,7 @@
 // gateway-originated gRPC status. Nothing here awaits I/O except a JWT not yet verified.
 import type { Socket } from 'node:net';
 import type { Authenticator, Principal } from '../auth/authenticator.ts';
-import { fieldValue } from '../forward/headers.ts';
+import { fieldValue, WAIT_HEADER } from '../forward/headers.ts';
 import { forwardCall } from '../forward/forward.ts';
 import { ErrorCode } from '../h2/constants.ts';
 import type { H2Counters, H2Limits } from '../h2/limits.ts';
@@ -14,11 +14,15 @@ import { parseGrpcTimeout } from '../grpc/timeout.ts';
 import type { Registry } from '../registry/registry.ts';
 import { readInvocation } from '../route/invocation.ts';
 import { routeInvocation } from '../route/route.ts';
+import { PendingSession } from '../sessions/pending-session.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
+import type { Session } from '../sessions/session.ts';
 import type { Logger } from '../telemetry/log.ts';
 import type { RequestHeaders, Telemetry } from '../telemetry/events.ts';
 import { ClientConnection, type ConnectionLimits } from './connection.ts';
 import { GatewayHealth, isHealthPath } from './health.ts';
+import { HeldBody } from './held-body.ts';
+import { HeldCall, type HeldCallOutlet } from './held-call.ts';
 import { requestHeaders } from './request-headers.ts';
 
 export interface GatewayOptions {
@@ -92,6 +96,8 @@ export class Gateway {
       this.#draining = true;
       this.health.stopServing();
       this.#opts.telemetry.setDraining(true);
+      // Calls still waiting for a session would wait in vain: they end now, UNAVAILABLE.
+      this.#opts.sessions.failWaiting();
       for (const connection of this.#connections) connection.shutDown('drain', true);
     }
     if (this.#connections.size === 0) return Promise.resolve();
@@ -144,7 +150,7 @@ export class Gateway {
     const principal = this.#opts.authenticator.authenticate(stringOf(headers.authorization));
     if (principal instanceof Promise) {
       // The body may arrive while the token is verified: hold it unconsumed (its window bounds it).
-      const held = holdBody(stream, endStream);
+      const held = new HeldBody(stream, endStream);
       principal
         .then(
           (p) => stream.connection.guarded('stream after token verification', () => this.#invoke(stream, headers, fields, false, connection, p, startedAt, held)),
@@ -179,11 +185,31 @@ export class Gateway {
     if (isGrpcError(fn)) return this.#reject(stream, headers, startedAt, fn, principal);
     const session = connection.sessions.acquire(fn, invocation.versionId, invocation.sessionId);
     if (isGrpcError(session)) return this.#reject(stream, headers, startedAt, session, principal);
-    forwardCall(stream, headers, fields, endStream, session, principal.subject, timeoutMs, this.#opts.telemetry);
+    if (session instanceof PendingSession) {
+      // No endpoint with room yet: the call stays open, unanswered, until the session is bound.
+      const body = held ?? new HeldBody(stream, endStream);
+      const outlet = new WaitOutlet(this, headers, fields, principal, startedAt);
+      new HeldCall(stream, body, session, this.#opts.sessions, timeoutMs, outlet);
+      return;
+    }
+    forwardCall(stream, headers, fields, endStream, session, principal.subject, timeoutMs, this.#opts.telemetry, -1);
     held?.replay(stream);
   }
 
-  #reject(stream: H2Stream, headers: RequestHeaders, startedAt: number, error: GrpcError, principal: Principal | undefined): void {
+  /** A call that waited for its session: forwarded with what is left of its deadline. */
+  forwardHeld(call: HeldCall, headers: RequestHeaders, fields: string[], subject: string, session: Session, timeoutMs: number | undefined, waitedMs: number): void {
+    if (call.stream.closed) return;
+    // The function is told the time the client has left, not the time it first asked for.
+    if (timeoutMs !== undefined) replaceField(fields, 'grpc-timeout', `${timeoutMs}m`);
+    forwardCall(call.stream, headers, fields, false, session, subject, timeoutMs, this.#opts.telemetry, waitedMs);
+    call.body.replay(call.stream);
+  }
+
+  rejectHeld(call: HeldCall, headers: RequestHeaders, startedAt: number, error: GrpcError, principal: Principal, waitedMs: number): void {
+    this.#reject(call.stream, headers, startedAt, error, principal, [WAIT_HEADER, String(waitedMs)]);
+  }
+
+  #reject(stream: H2Stream, headers: RequestHeaders, startedAt: number, error: GrpcError, principal: Principal | undefined, extra?: readonly string[]): void {
     this.#opts.telemetry.rpcRejected({
       path: stringOf(headers[':path']),
       status: error.code,
@@ -194,39 +220,39 @@ export class Gateway {
       functionId: stringOf(headers['function-id']),
       startedAt,
     });
-    respondTrailersOnly(stream, error);
+    respondTrailersOnly(stream, error, extra);
   }
 }
 
-/** A request body that arrived while the token was being verified, replayed into the call. */
-interface HeldBody {
-  replay(stream: H2Stream): void;
+/** Where a held call goes when its wait ends: back into the gateway's pipeline. */
+class WaitOutlet implements HeldCallOutlet {
+  readonly #gateway: Gateway;
+  readonly #headers: RequestHeaders;
+  readonly #fields: string[];
+  readonly #principal: Principal;
+  readonly #startedAt: number;
+
+  constructor(gateway: Gateway, headers: RequestHeaders, fields: string[], principal: Principal, startedAt: number) {
+    this.#gateway = gateway;
+    this.#headers = headers;
+    this.#fields = fields;
+    this.#principal = principal;
+    this.#startedAt = startedAt;
+  }
+
+  forward(call: HeldCall, session: Session, timeoutMs: number | undefined, waitedMs: number): void {
+    this.#gateway.forwardHeld(call, this.#headers, this.#fields, this.#principal.subject, session, timeoutMs, waitedMs);
+  }
+
+  reject(call: HeldCall, error: GrpcError, waitedMs: number): void {
+    this.#gateway.rejectHeld(call, this.#headers, this.#startedAt, error, this.#principal, waitedMs);
+  }
 }
 
-function holdBody(stream: H2Stream, endStream: boolean): HeldBody {
-  const chunks: Buffer[] = [];
-  let end = endStream;
-  stream.handler = {
-    onData(_s, data, endStream) {
-      chunks.push(data);
-      end ||= endStream;
-    },
-    onHeaders(_s, _fields, endStream) {
-      end ||= endStream;
-    },
-    onClose() {},
-    onWritable() {},
-  };
-  return {
-    replay(target) {
-      // The call's handler is in place now: hand it what came, in order, then the end.
-      for (let i = 0; i < chunks.length; i++) target.handler.onData(target, chunks[i] as Buffer, end && i === chunks.length - 1);
-      if (end && chunks.length === 0) target.handler.onData(target, EMPTY, true);
-    },
-  };
+function replaceField(fields: string[], name: string, value: string): void {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) fields[i + 1] = value;
 }
 
-const EMPTY = Buffer.alloc(0);
 
 function stringOf(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;

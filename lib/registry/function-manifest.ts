@@ -2,7 +2,8 @@
 // rules serve local files and Kubernetes objects, so a manifest that works in one works
 // in the other; every rejection names the field so operators can fix it without guessing.
 import { isIPv4, isIPv6 } from 'node:net';
-import type { Endpoint, FunctionSpec, FunctionVersionSpec, VersionBackend } from './types.ts';
+import { parseDuration } from '../config/duration.ts';
+import { NO_SCALING, type Endpoint, type FunctionSpec, type FunctionVersionSpec, type ScaleTarget, type ScalingSpec, type VersionBackend } from './types.ts';
 
 export const FUNCTION_API_VERSION = 'fngate.dev/v1alpha1';
 export const FUNCTION_KIND = 'Function';
@@ -140,7 +141,7 @@ export function parseFunctionManifest(doc: unknown, origin: string): FunctionSpe
   }
 
   const spec = c.object(root['spec'], ['spec']);
-  c.onlyKnown(spec, ['spec'], ['functionId', 'activeVersion', 'maxSessionsPerEndpoint', 'versions']);
+  c.onlyKnown(spec, ['spec'], ['functionId', 'activeVersion', 'maxSessionsPerEndpoint', 'scaling', 'versions']);
   const functionId = c.id(spec['functionId'], ['spec', 'functionId']);
   const activeVersion = c.string(spec['activeVersion'], ['spec', 'activeVersion']);
 
@@ -160,18 +161,69 @@ export function parseFunctionManifest(doc: unknown, origin: string): FunctionSpe
   versionsRaw.forEach((item: unknown, i) => {
     const path = ['spec', 'versions', i];
     const v = c.object(item, path);
-    c.onlyKnown(v, path, ['versionId', 'service', 'endpoints']);
+    c.onlyKnown(v, path, ['versionId', 'service', 'endpoints', 'scaleTargetRef']);
     const versionId = c.id(v['versionId'], [...path, 'versionId']);
     if (seen.has(versionId)) c.fail([...path, 'versionId'], `duplicate ${JSON.stringify(versionId)}`);
     seen.add(versionId);
-    versions.push({ versionId, backend: parseBackend(v, path, c) });
+    const scaleTarget = isAbsent(v['scaleTargetRef']) ? undefined : parseScaleTarget(v['scaleTargetRef'], [...path, 'scaleTargetRef'], c);
+    versions.push({ versionId, backend: parseBackend(v, path, c), scaleTarget });
   });
 
   if (!seen.has(activeVersion)) {
     c.fail(['spec', 'activeVersion'], `${JSON.stringify(activeVersion)} names no version (versions: ${[...seen].join(', ')})`);
   }
 
-  return { name, namespace, functionId, activeVersion, maxSessionsPerEndpoint, versions, origin };
+  const scaling = isAbsent(spec['scaling']) ? defaultScaling(maxSessionsPerEndpoint) : parseScaling(spec['scaling'], maxSessionsPerEndpoint, c);
+  return { name, namespace, functionId, activeVersion, maxSessionsPerEndpoint, scaling, versions, origin };
+}
+
+/** Without a target, an endpoint is taken to serve as many sessions as it may hold (one when unlimited). */
+function defaultScaling(maxSessionsPerEndpoint: number): ScalingSpec {
+  return maxSessionsPerEndpoint > 1 ? { ...NO_SCALING, targetSessionsPerEndpoint: maxSessionsPerEndpoint } : NO_SCALING;
+}
+
+function parseScaling(value: unknown, maxSessionsPerEndpoint: number, c: FieldChecker): ScalingSpec {
+  const path = ['spec', 'scaling'];
+  const scaling = c.object(value, path);
+  c.onlyKnown(scaling, path, ['holdTimeout', 'maxPendingSessions', 'targetSessionsPerEndpoint']);
+  const defaults = defaultScaling(maxSessionsPerEndpoint);
+  let holdTimeoutMs = defaults.holdTimeoutMs;
+  if (!isAbsent(scaling['holdTimeout'])) {
+    const text = c.string(scaling['holdTimeout'], [...path, 'holdTimeout']);
+    try {
+      holdTimeoutMs = parseDuration(text);
+    } catch (err) {
+      c.fail([...path, 'holdTimeout'], (err as Error).message);
+    }
+  }
+  return {
+    holdTimeoutMs,
+    maxPendingSessions: optionalCount(scaling, 'maxPendingSessions', path, defaults.maxPendingSessions, 1, c),
+    targetSessionsPerEndpoint: optionalCount(scaling, 'targetSessionsPerEndpoint', path, defaults.targetSessionsPerEndpoint, 1, c),
+  };
+}
+
+function parseScaleTarget(value: unknown, path: FieldPath, c: FieldChecker): ScaleTarget {
+  const ref = c.object(value, path);
+  c.onlyKnown(ref, path, ['kind', 'name', 'minReplicas', 'maxReplicas']);
+  const kind = isAbsent(ref['kind']) ? 'Deployment' : c.string(ref['kind'], [...path, 'kind']);
+  if (kind !== 'Deployment') c.fail([...path, 'kind'], `must be Deployment, not ${JSON.stringify(kind)}`);
+  const name = c.string(ref['name'], [...path, 'name']);
+  if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} must be a Deployment name (DNS-1123 subdomain)`);
+  const minReplicas = optionalCount(ref, 'minReplicas', path, 0, 0, c);
+  const maxReplicas = optionalCount(ref, 'maxReplicas', path, Math.max(minReplicas, 1), 1, c);
+  if (maxReplicas < minReplicas) c.fail([...path, 'maxReplicas'], `${maxReplicas} is below minReplicas ${minReplicas}`);
+  return { kind: 'Deployment', name, minReplicas, maxReplicas };
+}
+
+/** An optional integer field >= `min`, up to a million. */
+function optionalCount(obj: PlainObject, key: string, path: FieldPath, fallback: number, min: number, c: FieldChecker): number {
+  const value = obj[key];
+  if (isAbsent(value)) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > 1_000_000) {
+    return c.fail([...path, key], `must be an integer from ${min} to 1000000`);
+  }
+  return value;
 }
 
 function parseBackend(v: PlainObject, path: FieldPath, c: FieldChecker): VersionBackend {
@@ -204,8 +256,8 @@ function parseService(value: unknown, path: FieldPath, c: FieldChecker): Version
 
 /** Stores the normalised endpoint keys, so "LOCALHOST:80" and "localhost:80" are one endpoint. */
 function parseEndpoints(list: unknown, path: FieldPath, c: FieldChecker): VersionBackend {
+  // An empty list is a version scaled to zero: no ready endpoint (new sessions wait, with a holdTimeout).
   if (!Array.isArray(list)) return c.fail(path, 'must be a list of "host:port"');
-  if (list.length === 0) c.fail(path, 'must list at least one "host:port"');
   const keys: string[] = [];
   list.forEach((item: unknown, j) => {
     const parsed = typeof item === 'string' ? parseEndpointAddress(item) : undefined;

@@ -102,6 +102,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       namespace: spec.namespace,
       activeVersion: spec.activeVersion,
       maxSessionsPerEndpoint: spec.maxSessionsPerEndpoint,
+      scaling: spec.scaling,
       versions,
     };
   }
@@ -114,7 +115,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         : this.#services(spec.namespace, backend.name, backend.port);
     const byKey = new Map<string, Endpoint>();
     for (const endpoint of endpoints) byKey.set(endpoint.key, endpoint);
-    return { versionId: version.versionId, endpoints: [...byKey.values()], byKey };
+    return { versionId: version.versionId, endpoints: [...byKey.values()], byKey, scaleTarget: version.scaleTarget };
   }
 }
 

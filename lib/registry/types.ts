@@ -13,10 +13,32 @@ export type VersionBackend =
   | { readonly kind: 'static'; readonly endpoints: readonly string[] }
   | { readonly kind: 'service'; readonly name: string; readonly port: string | number };
 
+/** The workload behind a version, which an autoscaler (KEDA) scales between min and max replicas. */
+export interface ScaleTarget {
+  readonly kind: 'Deployment';
+  readonly name: string;
+  readonly minReplicas: number;
+  readonly maxReplicas: number;
+}
+
 export interface FunctionVersionSpec {
   readonly versionId: string;
   readonly backend: VersionBackend;
+  readonly scaleTarget?: ScaleTarget | undefined;
 }
+
+/** How a Function's new sessions wait for room, and the concurrency an autoscaler aims at. */
+export interface ScalingSpec {
+  /** How long a new session may wait for an endpoint with room; 0 = never wait (UNAVAILABLE at once). */
+  readonly holdTimeoutMs: number;
+  /** Sessions that may wait per version on one gateway process; one more gets RESOURCE_EXHAUSTED. */
+  readonly maxPendingSessions: number;
+  /** Sessions per endpoint an autoscaler scales to (replicas = ceil(sessions / target)). */
+  readonly targetSessionsPerEndpoint: number;
+}
+
+/** No `scaling` block: nothing waits, one session per endpoint as the autoscaling target. */
+export const NO_SCALING: ScalingSpec = Object.freeze({ holdTimeoutMs: 0, maxPendingSessions: 100, targetSessionsPerEndpoint: 1 });
 
 /** A validated `Function` manifest (spec only), as a source read it. */
 export interface FunctionSpec {
@@ -27,6 +49,7 @@ export interface FunctionSpec {
   readonly activeVersion: string;
   /** 0 = unlimited. */
   readonly maxSessionsPerEndpoint: number;
+  readonly scaling: ScalingSpec;
   readonly versions: readonly FunctionVersionSpec[];
   /** Where it came from, for messages: a file path or "namespace/name". */
   readonly origin: string;
@@ -38,6 +61,7 @@ export interface RoutableVersion {
   readonly endpoints: readonly Endpoint[];
   /** endpoint key -> endpoint, for O(1) "is my pinned endpoint still ready?" */
   readonly byKey: ReadonlyMap<string, Endpoint>;
+  readonly scaleTarget: ScaleTarget | undefined;
 }
 
 export interface RoutableFunction {
@@ -46,6 +70,7 @@ export interface RoutableFunction {
   readonly namespace: string;
   readonly activeVersion: string;
   readonly maxSessionsPerEndpoint: number;
+  readonly scaling: ScalingSpec;
   readonly versions: ReadonlyMap<string, RoutableVersion>;
 }
 

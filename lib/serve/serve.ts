@@ -12,6 +12,7 @@ import { boundAddress, createTlsServer, defaultClientTuning, listen, listenH2c }
 import { newCounters } from '../h2/limits.ts';
 import { Registry } from '../registry/registry.ts';
 import { SessionManager } from '../sessions/session-manager.ts';
+import type { WaitOutcome } from '../sessions/pending-session.ts';
 import { SOLE_REPLICA, type ReplicaRank } from '../sessions/cap-share.ts';
 import { SessionKeyRing } from '../sessions/session-token.ts';
 import { loadSessionKeys, watchSessionKeys } from '../sources/file/session-key-file.ts';
@@ -86,16 +87,21 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   const h2Counters = { client: newCounters(), upstream: newCounters() };
   // Exceptions in upstream stream handlers are reported once telemetry exists (it is made below).
   let reportInternalError: (where: string, err: unknown) => void = () => {};
+  let reportWaitEnded: (functionId: string, versionId: string, outcome: WaitOutcome, waitedMs: number) => void = () => {};
   const sessions = new SessionManager({
     lingerMs: config.sessionLingerMs,
     upstream: { limits: DEFAULT_UPSTREAM_LIMITS, counters: h2Counters.upstream, onInternalError: (where, err) => reportInternalError(where, err) },
     keys,
+    lookup: (id) => registry.getFunction(id),
+    onWaitEnded: (functionId, versionId, outcome, waitedMs) => reportWaitEnded(functionId, versionId, outcome, waitedMs),
   });
   // Under --workers each worker fills its share of every endpoint's session cap; in Kubernetes
   // the replica Leases tell how many processes share it (see ReplicaMembership).
   sessions.setRank(opts.worker ?? SOLE_REPLICA);
   // A pinned endpoint that stops being ready sends its clients elsewhere at once, not at their next call.
   registry.on('functions', () => sessions.retireUnready((id) => registry.getFunction(id)));
+  // Endpoints came (a function scaled up): sessions waiting for room are bound now.
+  registry.on('functions', () => sessions.admitWaiting());
   let kubernetes: KubernetesSource | undefined;
   if (config.kubernetes) {
     // Loaded only in Kubernetes mode: the client library is large, and file mode never needs it.
@@ -139,7 +145,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       env: process.env,
       accessLog: config.accessLog,
       accessLogSample: config.accessLogSample,
-      sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count },
+      sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count, byVersion: () => sessions.versions.entries() },
       h2: h2Counters,
     });
   } catch (err) {
@@ -148,6 +154,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     throw err;
   }
   reportInternalError = (where, err) => telemetry.internalError(where, err);
+  reportWaitEnded = (functionId, versionId, outcome, waitedMs) => telemetry.sessionWaitEnded(functionId, versionId, outcome, waitedMs);
   telemetry.setRegistryStaleness(0);
   if (kubernetes) {
     const source = kubernetes;

@@ -1,28 +1,43 @@
 // Process-wide session state: endpoint load, sealing session ids, what this process knows
 // of the ids it handed out, and which connections to tell when a pinned endpoint goes away.
 // Each client connection gets a ConnectionSessions view that pins its RPCs.
+import { formatDuration } from '../config/duration.ts';
 import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
 import { UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
 import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
+import { PendingSession, type SessionWaiter, type WaitOutcome } from './pending-session.ts';
 import { sessionCookie, type Session, type SessionRecord } from './session.ts';
 import { newSid, type SessionClaims, type SessionKeyRing } from './session-token.ts';
+import { VersionLoad } from './version-load.ts';
 
 export interface SessionManagerOptions {
   readonly lingerMs: number;
   readonly upstream: UpstreamTuning;
   /** Seals and opens session ids; shared by every replica for resume anywhere. */
   readonly keys: SessionKeyRing;
+  /** The registry as routing sees it now: waiting sessions are bound against it. */
+  readonly lookup?: FunctionLookup | undefined;
+  /** A held session stopped waiting (bound or not), for metrics. */
+  readonly onWaitEnded?: ((functionId: string, versionId: string, outcome: WaitOutcome, waitedMs: number) => void) | undefined;
 }
 
 /** Looks a function up as routing sees it now (the registry). */
 export type FunctionLookup = (functionId: string) => RoutableFunction | undefined;
 
 const noSession = grpcError(Status.NOT_FOUND, 'no existing session found');
+const drainingWhileWaiting = grpcError(Status.UNAVAILABLE, 'gateway is draining (shutting down); the session was still waiting for an endpoint');
+const noLookup: FunctionLookup = () => undefined;
 
 export class SessionManager {
   readonly load = new EndpointLoad();
+  /** Open and waiting sessions per version: what the autoscaler is told. */
+  readonly versions = new VersionLoad();
+  /** "function\0version" -> sessions waiting for room, first come first served. */
+  readonly #queues = new Map<string, PendingSession[]>();
+  /** Which connection each waiting session belongs to. */
+  readonly #pendingOwners = new Map<PendingSession, ConnectionSessions>();
   /** sid -> what this process knows of it: live here, or ended less than the linger ago. */
   readonly #records = new Map<string, SessionRecord>();
   /** Ended records in the order they ended: linger is constant, so expiry is FIFO. */
@@ -77,22 +92,136 @@ export class SessionManager {
     this.#sweeper = undefined;
   }
 
-  /** A new session for this function and version, on the least-loaded endpoint under the cap. */
-  open(fn: RoutableFunction, version: RoutableVersion, owner: ConnectionSessions): Session | GrpcError {
+  /**
+   * A new session for this function and version, on the least-loaded endpoint under the cap.
+   * With no room and a holdTimeout, a PendingSession to wait on (behind any already waiting).
+   */
+  open(fn: RoutableFunction, version: RoutableVersion, owner: ConnectionSessions): Session | GrpcError | PendingSession {
+    const queue = this.#queues.get(versionKey(fn.functionId, version.versionId));
+    // First come, first served: nobody overtakes a session already waiting.
+    const endpoint = queue === undefined ? this.#pick(fn, version) : undefined;
+    if (endpoint) {
+      const record = this.#record(newSid(), fn.functionId, version.versionId, endpoint.key);
+      return this.#bind(record, endpoint, owner, undefined);
+    }
+    if (fn.scaling.holdTimeoutMs > 0) return this.#enqueue(fn, version, owner, queue);
     if (version.endpoints.length === 0) {
       return grpcError(Status.UNAVAILABLE, `function ${fn.functionId} version ${version.versionId} has no ready endpoint`);
     }
+    return grpcError(
+      Status.RESOURCE_EXHAUSTED,
+      `every endpoint of function ${fn.functionId} version ${version.versionId} already holds ${allowed(fn.maxSessionsPerEndpoint, this.#rank)}`,
+    );
+  }
+
+  /** The ready endpoint with the fewest sessions that has room under the cap, if any. */
+  #pick(fn: RoutableFunction, version: RoutableVersion): Endpoint | undefined {
     const cap = fn.maxSessionsPerEndpoint;
     const rank = this.#rank;
-    const endpoint = this.load.pickFewest(version.endpoints, cap === 0 ? undefined : (key) => capShare(cap, key, rank));
-    if (!endpoint) {
+    return this.load.pickFewest(version.endpoints, cap === 0 ? undefined : (key) => capShare(cap, key, rank));
+  }
+
+  #enqueue(fn: RoutableFunction, version: RoutableVersion, owner: ConnectionSessions, queue: PendingSession[] | undefined): PendingSession | GrpcError {
+    const { functionId } = fn;
+    const { versionId } = version;
+    const { maxPendingSessions, holdTimeoutMs } = fn.scaling;
+    if ((queue?.length ?? 0) >= maxPendingSessions) {
+      this.#opts.onWaitEnded?.(functionId, versionId, 'queue_full', 0);
       return grpcError(
         Status.RESOURCE_EXHAUSTED,
-        `every endpoint of function ${fn.functionId} version ${version.versionId} already holds ${allowed(cap, rank)}`,
+        `${maxPendingSessions} sessions already wait for function ${functionId} version ${versionId} to have room (scaling.maxPendingSessions)`,
       );
     }
-    const record = this.#record(newSid(), fn.functionId, version.versionId, endpoint.key);
-    return this.#bind(record, endpoint, owner, undefined);
+    const pending = new PendingSession(functionId, versionId);
+    if (queue === undefined) this.#queues.set(versionKey(functionId, versionId), [pending]);
+    else queue.push(pending);
+    this.#pendingOwners.set(pending, owner);
+    const reason = version.endpoints.length === 0 ? 'had no ready endpoint' : 'had no ready endpoint with room for a new session';
+    const timeout = grpcError(Status.UNAVAILABLE, `function ${functionId} version ${versionId} ${reason} after ${formatDuration(holdTimeoutMs)}`);
+    pending.timer = setTimeout(() => this.#fail(pending, timeout, 'timeout'), holdTimeoutMs);
+    this.versions.add(functionId, versionId, 0, 1);
+    return pending;
+  }
+
+  /** Adds an RPC to a waiting session. */
+  wait(pending: PendingSession, waiter: SessionWaiter): void {
+    pending.waiters.add(waiter);
+  }
+
+  /** An RPC stopped waiting (its deadline, its cancel); the session stops waiting with its last RPC. */
+  leave(pending: PendingSession, waiter: SessionWaiter, outcome: WaitOutcome): void {
+    if (!pending.waiters.delete(waiter) || pending.waiters.size > 0) return;
+    this.#dequeue(pending, outcome);
+  }
+
+  /** The connection of a waiting session closed. */
+  abandon(pending: PendingSession): void {
+    if (this.#pendingOwners.has(pending)) this.#dequeue(pending, 'cancelled');
+  }
+
+  /**
+   * Binds waiting sessions, oldest first, while their versions have endpoints with room: after
+   * a registry change (endpoints came) and after a session ended (a capped endpoint freed up).
+   */
+  admitWaiting(lookup: FunctionLookup = this.#opts.lookup ?? noLookup): void {
+    for (const queue of [...this.#queues.values()]) {
+      const [head] = queue;
+      if (head === undefined) continue;
+      const fn = lookup(head.functionId);
+      const version = fn?.versions.get(head.versionId);
+      if (!fn || !version) {
+        const gone = grpcError(Status.NOT_FOUND, `function ${head.functionId} version ${head.versionId} was removed while sessions waited for it`);
+        for (const pending of [...queue]) this.#fail(pending, gone, 'removed');
+        continue;
+      }
+      while (queue.length > 0) {
+        const endpoint = this.#pick(fn, version);
+        if (!endpoint) break;
+        const pending = queue[0] as PendingSession;
+        const owner = this.#pendingOwners.get(pending) as ConnectionSessions;
+        const waitedMs = pending.waitedMs();
+        this.#dequeue(pending, 'bound');
+        const session = this.#bind(this.#record(newSid(), fn.functionId, version.versionId, endpoint.key), endpoint, owner, undefined);
+        owner.settled(pending, session);
+        for (const waiter of pending.waiters) waiter.bound(session, waitedMs);
+      }
+    }
+  }
+
+  /** Every waiting session fails now (the gateway drains). */
+  failWaiting(): void {
+    for (const queue of [...this.#queues.values()]) for (const pending of [...queue]) this.#fail(pending, drainingWhileWaiting, 'drain');
+  }
+
+  /** Sessions waiting on this process now. */
+  waitingCount(): number {
+    return this.#pendingOwners.size;
+  }
+
+  #fail(pending: PendingSession, error: GrpcError, outcome: WaitOutcome): void {
+    const owner = this.#pendingOwners.get(pending);
+    if (owner === undefined) return;
+    const waitedMs = pending.waitedMs();
+    this.#dequeue(pending, outcome);
+    for (const waiter of pending.waiters) waiter.failed(error, waitedMs);
+  }
+
+  /** Takes a session out of its queue (it was bound, or stops waiting); reports how long it waited. */
+  #dequeue(pending: PendingSession, outcome: WaitOutcome): void {
+    const owner = this.#pendingOwners.get(pending);
+    if (owner === undefined) return;
+    this.#pendingOwners.delete(pending);
+    clearTimeout(pending.timer);
+    const key = versionKey(pending.functionId, pending.versionId);
+    const queue = this.#queues.get(key);
+    if (queue !== undefined) {
+      const i = queue.indexOf(pending);
+      if (i >= 0) queue.splice(i, 1);
+      if (queue.length === 0) this.#queues.delete(key);
+    }
+    if (outcome !== 'bound') owner.settled(pending, undefined);
+    this.versions.add(pending.functionId, pending.versionId, 0, -1);
+    this.#opts.onWaitEnded?.(pending.functionId, pending.versionId, outcome, pending.waitedMs());
   }
 
   /** The claims of a session id sealed by one of our keys; undefined for a forged, foreign or garbled one. */
@@ -140,6 +269,9 @@ export class SessionManager {
     if (group.size === 0) this.#bound.delete(key);
     session.upstream.close();
     this.load.release(session.endpoint.key);
+    this.versions.add(session.functionId, session.versionId, -1, 0);
+    // A capped endpoint has room again: the oldest session waiting for this version may take it.
+    if (this.#queues.has(versionKey(session.functionId, session.versionId))) this.admitWaiting();
     const record = this.#records.get(session.id);
     if (!record || --record.live > 0) return;
     record.endedAt = performance.now();
@@ -172,6 +304,7 @@ export class SessionManager {
     record.live++;
     this.#lingering.delete(record.sid);
     this.load.acquire(endpoint.key);
+    this.versions.add(record.functionId, record.versionId, 1, 0);
     const session: Session = {
       id: record.sid,
       token: '',
@@ -235,14 +368,19 @@ export class ConnectionSessions {
   readonly #byVersion = new Map<string, Session>();
   /** functionId -> version that calls naming no version use on this connection */
   readonly #defaults = new Map<string, string>();
+  /** "functionId\0versionId" -> this connection's session still waiting for room */
+  readonly #waiting = new Map<string, PendingSession>();
 
   constructor(manager: SessionManager, onEndpointGone: () => void) {
     this.#manager = manager;
     this.#onEndpointGone = onEndpointGone;
   }
 
-  /** The session this RPC runs on: the pinned one if its endpoint is still ready, else a new one. */
-  acquire(fn: RoutableFunction, versionId: string | undefined, resumeId: string | undefined): Session | GrpcError {
+  /**
+   * The session this RPC runs on: the pinned one if its endpoint is still ready, else a new one;
+   * or the connection's session still waiting for room, to wait on.
+   */
+  acquire(fn: RoutableFunction, versionId: string | undefined, resumeId: string | undefined): Session | GrpcError | PendingSession {
     if (resumeId !== undefined) return this.#resume(fn, versionId, resumeId);
     let wanted = versionId ?? this.#defaults.get(fn.functionId) ?? fn.activeVersion;
     let session = this.#pinned(fn, wanted);
@@ -256,17 +394,33 @@ export class ConnectionSessions {
     } else {
       const version = fn.versions.get(wanted);
       if (!version) return grpcError(Status.NOT_FOUND, `function ${fn.functionId} has no version ${wanted}`);
-      const opened = this.#manager.open(fn, version, this);
+      const key = versionKey(fn.functionId, wanted);
+      // Later RPCs of the connection wait on the session already waiting.
+      const opened = this.#waiting.get(key) ?? this.#manager.open(fn, version, this);
       if (isGrpcError(opened)) return opened;
-      this.#byVersion.set(versionKey(fn.functionId, wanted), opened);
+      if (versionId === undefined) this.#defaults.set(fn.functionId, wanted);
+      if (opened instanceof PendingSession) {
+        this.#waiting.set(key, opened);
+        return opened;
+      }
+      this.#byVersion.set(key, opened);
       session = opened;
     }
     if (versionId === undefined) this.#defaults.set(fn.functionId, wanted);
     return session;
   }
 
-  /** The client connection closed: every session of it ends. */
+  /** A waiting session of this connection stopped waiting: bound to `session`, or not (undefined). */
+  settled(pending: PendingSession, session: Session | undefined): void {
+    const key = versionKey(pending.functionId, pending.versionId);
+    if (this.#waiting.get(key) === pending) this.#waiting.delete(key);
+    if (session) this.#byVersion.set(key, session);
+  }
+
+  /** The client connection closed: every session of it ends, and those waiting stop waiting. */
   closeAll(): void {
+    for (const pending of [...this.#waiting.values()]) this.#manager.abandon(pending);
+    this.#waiting.clear();
     for (const session of this.#byVersion.values()) this.#manager.end(session);
     this.#byVersion.clear();
     this.#defaults.clear();

@@ -52,7 +52,14 @@ export const METRIC = {
   internalErrors: 'fngate.internal_errors', // fngate_internal_errors_total
   http2Protections: 'fngate.http2.protections', // fngate_http2_protections_total
   http2Errors: 'fngate.http2.errors', // fngate_http2_errors_total
+  sessions: 'fngate.sessions', // fngate_sessions
+  waitingSessions: 'fngate.sessions.waiting', // fngate_sessions_waiting
+  sessionWait: 'fngate.session.wait', // fngate_session_wait_seconds
+  sessionWaitsEnded: 'fngate.session.waits', // fngate_session_waits_total
 } as const;
+
+/** Buckets of the session wait (a cold start: a Deployment from 0 replicas, a GPU model loading). */
+const WAIT_BOUNDARIES = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
 
 export interface MetricsOptions {
   readonly resource: Resource;
@@ -90,6 +97,8 @@ export interface SessionGauges {
   byEndpoint(): ReadonlyMap<string, number>;
   /** Gateway processes sharing the endpoints' session caps, this one included. */
   processes(): number;
+  /** Open and waiting sessions per function version on this process. */
+  byVersion(): Iterable<{ readonly functionId: string; readonly versionId: string; readonly open: number; readonly waiting: number }>;
 }
 
 export class GatewayMetrics {
@@ -118,6 +127,14 @@ export class GatewayMetrics {
   // (one scope: they would only lengthen every series).
   readonly #serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
   readonly #endpointAttributes = new Map<string, Attributes>();
+  /** "function\0version" -> attributes, for versions that had sessions (reported at 0 after). */
+  readonly #versionAttributes = new Map<string, Attributes>();
+  /** "function\0version\0outcome" -> held sessions that stopped waiting that way. */
+  readonly sessionWaitsEnded = new LabelledCounter(10_000, (key) => {
+    const [fn = '', version = '', outcome = ''] = key.split('\0');
+    return Object.freeze({ [ATTR.functionId]: fn, [ATTR.versionId]: version, outcome });
+  });
+  #waitHistogram: { record(value: number, attributes: Attributes): void } | undefined;
 
   constructor(opts: MetricsOptions) {
     this.#prometheus = new PrometheusExporter({
@@ -230,6 +247,27 @@ export class GatewayMetrics {
         for (const [endpoint, attributes] of this.#endpointAttributes) if (!snapshot.has(endpoint)) r.observe(0, attributes);
       });
     meter
+      .createObservableGauge(METRIC.sessions, { ...int, unit: '{session}', description: 'Sessions bound to an endpoint on this process, by function and version.' })
+      .addCallback((r) => this.#observeVersions(r, sessions, 'open'));
+    meter
+      .createObservableGauge(METRIC.waitingSessions, {
+        ...int,
+        unit: '{session}',
+        description: 'Sessions waiting on this process for an endpoint with room (scaling.holdTimeout), by function and version.',
+      })
+      .addCallback((r) => this.#observeVersions(r, sessions, 'waiting'));
+    labelled(
+      METRIC.sessionWaitsEnded,
+      'Held sessions that stopped waiting, by function, version and outcome (bound, deadline, cancelled, timeout, queue_full, drain, removed).',
+      this.sessionWaitsEnded,
+      '{session}',
+    );
+    this.#waitHistogram = meter.createHistogram(METRIC.sessionWait, {
+      unit: 's',
+      description: 'How long held sessions waited for an endpoint with room (the cold start clients feel), by function, version and outcome.',
+      advice: { explicitBucketBoundaries: WAIT_BOUNDARIES },
+    });
+    meter
       .createObservableGauge(METRIC.capSharers, {
         ...int,
         unit: '{process}',
@@ -245,6 +283,29 @@ export class GatewayMetrics {
         description: 'Seconds since the registry of Functions last matched its source (0 while in sync).',
       })
       .addCallback((r) => r.observe(this.registryStalenessSeconds));
+  }
+
+  /** A held session stopped waiting. */
+  sessionWaitEnded(functionId: string, versionId: string, outcome: string, waitedMs: number): void {
+    const key = `${functionId}\0${versionId}\0${outcome}`;
+    this.sessionWaitsEnded.add(key);
+    this.#waitHistogram?.record(waitedMs / 1000, this.sessionWaitsEnded.attributesOf(key));
+  }
+
+  #observeVersions(r: ObservableResult, sessions: SessionGauges, which: 'open' | 'waiting'): void {
+    // As with endpoints: a version seen before is reported at 0 once its sessions are gone.
+    const seen = new Set<string>();
+    for (const v of sessions.byVersion()) {
+      const key = `${v.functionId}\0${v.versionId}`;
+      seen.add(key);
+      let attributes = this.#versionAttributes.get(key);
+      if (attributes === undefined) {
+        attributes = Object.freeze({ [ATTR.functionId]: v.functionId, [ATTR.versionId]: v.versionId });
+        if (this.#versionAttributes.size < 10_000) this.#versionAttributes.set(key, attributes);
+      }
+      r.observe(v[which], attributes);
+    }
+    for (const [key, attributes] of this.#versionAttributes) if (!seen.has(key)) r.observe(0, attributes);
   }
 
   #endpoint(endpoint: string): Attributes {

@@ -122,6 +122,11 @@ export class LabelledCounter {
     s.value += n;
   }
 
+  /** The attributes of `key`'s series (of the overflow series once the limit is reached). */
+  attributesOf(key: string): Attributes {
+    return this.#series.get(key)?.attributes ?? OVERFLOW_ATTRIBUTES;
+  }
+
   *entries(): IterableIterator<{ readonly attributes: Attributes; readonly value: number }> {
     yield* this.#series.values();
     if (this.#overflow) yield this.#overflow;

@@ -107,6 +107,11 @@ export class GatewayTelemetry implements Telemetry {
     });
   }
 
+  /** A held session stopped waiting for an endpoint (bound, or why not), after `waitedMs`. */
+  sessionWaitEnded(functionId: string, versionId: string, outcome: string, waitedMs: number): void {
+    this.metrics.sessionWaitEnded(functionId, versionId, outcome, waitedMs);
+  }
+
   /** Seconds the registry lags its source (the Kubernetes source will report it; the file source is always 0). */
   setRegistryStaleness(seconds: number): void {
     this.metrics.registryStalenessSeconds = seconds;

@@ -18,7 +18,7 @@ import { parseServiceName } from '../../lib/gateway/health.ts';
 import { encodeGrpcMessage, isGrpcError, Status, type GrpcError } from '../../lib/grpc/status.ts';
 import { parseGrpcTimeout } from '../../lib/grpc/timeout.ts';
 import { Registry } from '../../lib/registry/registry.ts';
-import type { FunctionSpec } from '../../lib/registry/types.ts';
+import { NO_SCALING, type FunctionSpec } from '../../lib/registry/types.ts';
 import { readInvocation, type Invocation } from '../../lib/route/invocation.ts';
 import { routeInvocation } from '../../lib/route/route.ts';
 import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
@@ -208,6 +208,7 @@ function makeRegistry(): Registry {
     functionId,
     activeVersion: 'v1',
     maxSessionsPerEndpoint: 0,
+    scaling: NO_SCALING,
     versions: [
       { versionId: 'v1', backend: { kind: 'static', endpoints: ['127.0.0.1:1'] } },
       { versionId: 'v2', backend: { kind: 'static', endpoints: ['127.0.0.1:2'] } },

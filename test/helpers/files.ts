@@ -14,6 +14,8 @@ export interface TestFunction {
   functionId: string;
   activeVersion: string;
   maxSessionsPerEndpoint?: number;
+  /** spec.scaling as written (holdTimeout is a duration string). */
+  scaling?: { holdTimeout?: string; maxPendingSessions?: number; targetSessionsPerEndpoint?: number };
   versions: Array<{ versionId: string; endpoints: string[] }>;
 }
 
@@ -37,6 +39,7 @@ export function writeFileAtomic(path: string, data: string | Buffer): void {
 export function functionYaml(fn: TestFunction): string {
   const spec: Record<string, unknown> = { functionId: fn.functionId, activeVersion: fn.activeVersion };
   if (fn.maxSessionsPerEndpoint !== undefined) spec['maxSessionsPerEndpoint'] = fn.maxSessionsPerEndpoint;
+  if (fn.scaling !== undefined) spec['scaling'] = fn.scaling;
   spec['versions'] = fn.versions.map((v) => ({ versionId: v.versionId, endpoints: v.endpoints }));
   return stringify({
     apiVersion: 'fngate.dev/v1alpha1',

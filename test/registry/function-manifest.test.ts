@@ -41,6 +41,7 @@ t.test('a valid manifest becomes a FunctionSpec', async (t) => {
     functionId: '6f1e2c1a-3b1d-4c55-9a8e-0f7c2d1b9e10',
     activeVersion: 'v2',
     maxSessionsPerEndpoint: 1,
+    scaling: { holdTimeoutMs: 0, maxPendingSessions: 100, targetSessionsPerEndpoint: 1 },
     versions: [
       { versionId: 'v1', backend: { kind: 'service', name: 'greeter-v1', port: 'grpc' } },
       { versionId: 'v2', backend: { kind: 'static', endpoints: ['127.0.0.1:50051', '[::1]:50052'] } },
@@ -108,7 +109,6 @@ const invalid: [string, (m: Obj) => void, string, string][] = [
   ['service port digits as string', (m) => { version(m, 0)['service'] = { name: 'greeter', port: '8080' }; }, 'spec.versions[0].service.port', 'port name'],
   ['unknown service field', (m) => { version(m, 0)['service'] = { name: 'greeter', port: 80, namespace: 'x' }; }, 'spec.versions[0].service.namespace', 'unknown field'],
   ['endpoints not a list', (m) => { version(m, 1)['endpoints'] = '127.0.0.1:1'; }, 'spec.versions[1].endpoints', 'must be a list'],
-  ['empty endpoints', (m) => { version(m, 1)['endpoints'] = []; }, 'spec.versions[1].endpoints', 'at least one'],
   ['endpoint without port', (m) => { version(m, 1)['endpoints'] = ['127.0.0.1:1', 'localhost']; }, 'spec.versions[1].endpoints[1]', 'host:port'],
   ['endpoint port 0', (m) => { version(m, 1)['endpoints'] = ['localhost:0']; }, 'spec.versions[1].endpoints[0]', 'host:port'],
   ['endpoint bare ipv6', (m) => { version(m, 1)['endpoints'] = ['::1:50051']; }, 'spec.versions[1].endpoints[0]', 'host:port'],
@@ -116,7 +116,34 @@ const invalid: [string, (m: Obj) => void, string, string][] = [
   ['endpoint with scheme', (m) => { version(m, 1)['endpoints'] = ['http://a:80']; }, 'spec.versions[1].endpoints[0]', 'host:port'],
   ['endpoint not a string', (m) => { version(m, 1)['endpoints'] = [50051]; }, 'spec.versions[1].endpoints[0]', 'host:port'],
   ['duplicate endpoint', (m) => { version(m, 1)['endpoints'] = ['LocalHost:80', 'localhost:80']; }, 'spec.versions[1].endpoints[1]', 'duplicate "localhost:80"'],
+  ['scaling not a mapping', (m) => { spec(m)['scaling'] = '60s'; }, 'spec.scaling', 'must be a mapping'],
+  ['unknown scaling field', (m) => { spec(m)['scaling'] = { holdTimeOut: '1s' }; }, 'spec.scaling.holdTimeOut', 'unknown field'],
+  ['holdTimeout without unit', (m) => { spec(m)['scaling'] = { holdTimeout: '60' }; }, 'spec.scaling.holdTimeout', 'missing unit'],
+  ['holdTimeout as a number', (m) => { spec(m)['scaling'] = { holdTimeout: 60 }; }, 'spec.scaling.holdTimeout', 'must be a string'],
+  ['negative holdTimeout', (m) => { spec(m)['scaling'] = { holdTimeout: '-1s' }; }, 'spec.scaling.holdTimeout', 'negative duration'],
+  ['maxPendingSessions 0', (m) => { spec(m)['scaling'] = { maxPendingSessions: 0 }; }, 'spec.scaling.maxPendingSessions', 'integer from 1'],
+  ['fractional target', (m) => { spec(m)['scaling'] = { targetSessionsPerEndpoint: 1.5 }; }, 'spec.scaling.targetSessionsPerEndpoint', 'integer from 1'],
+  ['scaleTargetRef of a StatefulSet', (m) => { version(m, 0)['scaleTargetRef'] = { kind: 'StatefulSet', name: 'g' }; }, 'spec.versions[0].scaleTargetRef.kind', 'must be Deployment'],
+  ['scaleTargetRef without name', (m) => { version(m, 0)['scaleTargetRef'] = { maxReplicas: 2 }; }, 'spec.versions[0].scaleTargetRef.name', 'required'],
+  ['scaleTargetRef max below min', (m) => { version(m, 0)['scaleTargetRef'] = { name: 'g', minReplicas: 3, maxReplicas: 2 }; }, 'spec.versions[0].scaleTargetRef.maxReplicas', 'below minReplicas 3'],
+  ['scaleTargetRef unknown field', (m) => { version(m, 0)['scaleTargetRef'] = { name: 'g', replicas: 2 }; }, 'spec.versions[0].scaleTargetRef.replicas', 'unknown field'],
 ];
+
+t.test('scaling and scaleTargetRef', async (t) => {
+  const m = base();
+  spec(m)['scaling'] = { holdTimeout: '1m30s', maxPendingSessions: 7, targetSessionsPerEndpoint: 4 };
+  version(m, 0)['scaleTargetRef'] = { name: 'greeter-v1', maxReplicas: 8 };
+  const s = parseFunctionManifest(m, 'x');
+  t.same(s.scaling, { holdTimeoutMs: 90_000, maxPendingSessions: 7, targetSessionsPerEndpoint: 4 });
+  version(m, 1)['endpoints'] = [];
+  t.same(parseFunctionManifest(m, 'x').versions[1]?.backend, { kind: 'static', endpoints: [] }, 'no endpoints: a version scaled to zero');
+  t.same(s.versions[0]?.scaleTarget, { kind: 'Deployment', name: 'greeter-v1', minReplicas: 0, maxReplicas: 8 });
+  t.equal(s.versions[1]?.scaleTarget, undefined, 'a version without scaleTargetRef has none');
+  // The target follows maxSessionsPerEndpoint unless given.
+  spec(m)['scaling'] = { holdTimeout: '0' };
+  spec(m)['maxSessionsPerEndpoint'] = 3;
+  t.same(parseFunctionManifest(m, 'x').scaling, { holdTimeoutMs: 0, maxPendingSessions: 100, targetSessionsPerEndpoint: 3 });
+});
 
 t.test('invalid manifests name the field', async (t) => {
   t.ok(invalid.length >= 20);

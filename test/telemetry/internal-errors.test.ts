@@ -98,7 +98,7 @@ t.test('GatewayTelemetry.internalError logs at level error with the stack and co
     env: { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'prometheus' },
     accessLog: 'off',
     accessLogSample: 1,
-    sessions: { byEndpoint: () => new Map(), processes: () => 1 },
+    sessions: { byEndpoint: () => new Map(), processes: () => 1, byVersion: () => [] },
   });
   t.teardown(() => telemetry.shutdown());
   t.match((await telemetry.metrics.render()).text, /^fngate_internal_errors_total 0$/m, 'exported at 0 before any error');

@@ -102,7 +102,7 @@ t.test('a push exporter asking for delta gets deltas; /metrics stays cumulative'
   const metrics = new GatewayMetrics({
     resource: gatewayResource(),
     push: { exporter, intervalMs: 3_600_000, timeoutMs: 1000 },
-    sessions: { byEndpoint: () => new Map(), processes: () => 1 },
+    sessions: { byEndpoint: () => new Map(), processes: () => 1, byVersion: () => [] },
   });
   t.teardown(() => metrics.shutdown());
   const series = metrics.stats.rpc('fn', 'v1', '/pkg.S/M', 0);

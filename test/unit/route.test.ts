@@ -4,7 +4,7 @@ import { readInvocation } from '../../lib/route/invocation.ts';
 import { routeInvocation } from '../../lib/route/route.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { Status, isGrpcError } from '../../lib/grpc/status.ts';
-import type { FunctionSpec } from '../../lib/registry/types.ts';
+import { NO_SCALING, type FunctionSpec } from '../../lib/registry/types.ts';
 
 const headers = (h: Record<string, string | string[]>): IncomingHttpHeaders => h as IncomingHttpHeaders;
 
@@ -49,6 +49,7 @@ t.test('routeInvocation: permission before existence, then version', async (t) =
     functionId: 'fn-a',
     activeVersion: 'v1',
     maxSessionsPerEndpoint: 0,
+    scaling: NO_SCALING,
     versions: [{ versionId: 'v1', backend: { kind: 'static', endpoints: ['127.0.0.1:1'] } }],
     origin: 'test',
   };

@@ -9,8 +9,9 @@ import { newCounters } from '../../lib/h2/limits.ts';
 import { DEFAULT_UPSTREAM_LIMITS, type UpstreamTuning } from '../../lib/upstreams/upstream-connection.ts';
 
 const upstreamTuning: UpstreamTuning = { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} };
-import type { Endpoint, FunctionSpec, RoutableFunction } from '../../lib/registry/types.ts';
+import { NO_SCALING, type Endpoint, type FunctionSpec, type RoutableFunction } from '../../lib/registry/types.ts';
 import type { Session } from '../../lib/sessions/session.ts';
+import { PendingSession } from '../../lib/sessions/pending-session.ts';
 import { newSid, parseSessionSecrets, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
 
 const ep = (port: number): Endpoint => ({ host: '127.0.0.1', port, key: `127.0.0.1:${port}` });
@@ -41,6 +42,7 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
     functionId: 'fn',
     activeVersion: active,
     maxSessionsPerEndpoint: cap,
+    scaling: NO_SCALING,
     versions: Object.entries(endpoints).map(([versionId, p]) => ({
       versionId,
       backend: { kind: 'static' as const, endpoints: p.map((n) => `127.0.0.1:${n}`) },
@@ -60,8 +62,9 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
   return { registry, manager, fn, spec, connection, gone };
 }
 
-const ok = (t: Test, s: Session | { code: number }): Session => {
+const ok = (t: Test, s: Session | PendingSession | { code: number }): Session => {
   t.notOk(isGrpcError(s), 'a session');
+  t.notOk(s instanceof PendingSession, 'bound, not waiting');
   return s as Session;
 };
 
@@ -259,7 +262,7 @@ t.test('two gateway processes with cap 1 never put two sessions on one endpoint;
     for (;;) {
       const s = f.connection().acquire(f.fn(), undefined, undefined);
       if (isGrpcError(s)) return [got, s];
-      got.push(s.endpoint.port);
+      got.push(ok(t, s).endpoint.port);
     }
   };
   const [onA, fullA] = fill(a);

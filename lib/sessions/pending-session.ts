@@ -1,0 +1,35 @@
+// A session that waits for room: its version had no ready endpoint, or every one was at
+// maxSessionsPerEndpoint, and the Function holds new sessions (scaling.holdTimeout > 0). The
+// RPCs of its connection that want it wait on it; it is bound once, first come first served.
+import type { GrpcError } from '../grpc/status.ts';
+import type { Session } from './session.ts';
+
+/** One RPC waiting on a pending session. */
+export interface SessionWaiter {
+  /** The session was bound after `waitedMs`: forward now. */
+  bound(session: Session, waitedMs: number): void;
+  /** The wait ended without a session (hold timeout, drain, function removed). */
+  failed(error: GrpcError, waitedMs: number): void;
+}
+
+/** How a wait ended, for metrics: bound, or why not. */
+export type WaitOutcome = 'bound' | 'deadline' | 'cancelled' | 'timeout' | 'queue_full' | 'drain' | 'removed';
+
+export class PendingSession {
+  readonly functionId: string;
+  readonly versionId: string;
+  /** performance.now() when it started waiting. */
+  readonly since = performance.now();
+  readonly waiters = new Set<SessionWaiter>();
+  /** The holdTimeout timer. */
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(functionId: string, versionId: string) {
+    this.functionId = functionId;
+    this.versionId = versionId;
+  }
+
+  waitedMs(): number {
+    return Math.round(performance.now() - this.since);
+  }
+}
