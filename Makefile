@@ -35,7 +35,7 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools
+test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools keda-files
 	npm test
 
 clean:
@@ -53,3 +53,4 @@ include make/bench.mk
 include make/helm.mk
 include make/telemetry.mk
 include make/fuzz.mk
+include make/keda.mk

@@ -62,6 +62,11 @@ function optional(
 const address = (flag: string, def: string, help: string): Setting<ListenAddress> =>
   required(flag, 'address', 'ADDR', def, help, parseAddress);
 
+const optionalAddress = (flag: string, help: string): Setting<ListenAddress | undefined> => ({
+  flag, kind: 'address', arg: 'ADDR', help, default: undefined,
+  read: (text) => (text === undefined ? undefined : parseAddress(text)),
+});
+
 const duration = (flag: string, def: string, help: string, positive = false): Setting<number> =>
   required(flag, 'duration', 'DURATION', def, help, (text) => {
     const ms = parseDuration(text);
@@ -153,6 +158,12 @@ function checkHttpUrl(value: string): void {
   }
 }
 
+function checkHostPort(value: string): void {
+  if (!/^[A-Za-z0-9.-]+:\d{1,5}$/.test(value) || Number(value.slice(value.lastIndexOf(':') + 1)) > 65535) {
+    throw new Error(`expected host:port (a DNS name or IPv4 address and a port), got "${value}"`);
+  }
+}
+
 function checkNamespace(value: string): void {
   if (value.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(value)) {
     throw new Error(`"${value}" is not a valid Kubernetes namespace (lowercase RFC 1123 label)`);
@@ -184,6 +195,8 @@ const settings: { readonly [F in keyof Config]: Setting<Config[F]> } = {
   sessionKeyFile: path('session-key-file', 'FILE', 'secrets sealing session ids, one per line, shared by all replicas (default: a key of this process only)'),
   maxConnectionAgeMs: duration('max-connection-age', '0s', 'GOAWAY to client connections older than this, ±10% (0s = never)'),
   admin: address('admin', '0.0.0.0:9090', 'admin HTTP listener: /healthz, /readyz, /metrics'),
+  scalerListen: optionalAddress('scaler-listen', "KEDA external scaler (gRPC): sessions per function version, for scaling from and to zero"),
+  scalerAddress: str('scaler-address', 'HOST:PORT', 'where KEDA reaches --scaler-listen (the scaler Service); written into the ScaledObjects the gateway keeps', checkHostPort),
   workers: int('workers', '1', 1, 256, 'worker processes'),
   logLevel: oneOf('log-level', 'LEVEL', logLevels, 'info', 'minimum level of log lines'),
   accessLog: accessLogTarget('access-log', 'one JSON line per RPC: off, stdout, stderr or a file (appended)'),
@@ -329,6 +342,11 @@ function checkCombinations(c: Config, keyOf: (field: Field) => string): void {
   const hasJwks = c.jwksUrl !== undefined || c.jwksFile !== undefined;
   if (c.jwtIssuer !== undefined && !hasJwks) throw requires('jwtIssuer', jwks);
   if (c.jwtAudience !== undefined && !hasJwks) throw requires('jwtAudience', jwks);
+  // Worker processes share the scaler's port; only replica Leases let each answer for all of them.
+  if (c.scalerListen !== undefined && c.workers > 1 && !c.kubernetes) {
+    throw new ConfigError(keyOf('scalerListen'), `with ${keyOf('workers')} above 1 requires ${flag('kubernetes')} (workers publish their session counts in Kubernetes Leases)`);
+  }
+  if (c.scalerAddress !== undefined && c.scalerListen === undefined) throw requires('scalerAddress', flag('scalerListen'));
 }
 
 /** " (did you mean --x?)" when a known setting is a near typo of `name`, else "". */

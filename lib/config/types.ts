@@ -43,6 +43,10 @@ export interface Config {
   /** GOAWAY to client connections older than this (±10%); 0 = never. */
   readonly maxConnectionAgeMs: number;
   readonly admin: ListenAddress;
+  /** KEDA external scaler (gRPC) listener; undefined = not served. */
+  readonly scalerListen: ListenAddress | undefined;
+  /** host:port KEDA dials to reach the scaler, written into the ScaledObjects the gateway keeps. */
+  readonly scalerAddress: string | undefined;
   readonly workers: number;
   readonly logLevel: LogLevel;
   /** Access log destination: 'off', 'stdout', 'stderr' or an absolute file path (appended). */

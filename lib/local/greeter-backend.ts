@@ -1,11 +1,10 @@
 // The example function `fngate local` serves: helloworld.Greeter (protos/greeter.proto)
 // on a plaintext (h2c) grpc-js server, plus grpc.health.v1.Health so probes work too.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream, ServiceDefinition } from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
+import { findProto, LOADER_OPTIONS, serviceDefinition } from '../grpc/protos.ts';
 
 export const GREETER_SERVICE = 'helloworld.Greeter';
 
@@ -22,31 +21,16 @@ const STREAM_COUNT_MAX = 1000;
 const STREAM_INTERVAL_DEFAULT_MS = 200;
 const STREAM_INTERVAL_MAX_MS = 60_000;
 
-const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
-
-/**
- * `protos/` sits at the package root, which is two levels above `lib/local/` but three
- * above `dist/lib/local/`; walking up finds it from either place.
- */
+/** protos/greeter.proto, found from `start` (see findProto). */
 export function findGreeterProto(start: string = import.meta.dirname): string {
-  for (let dir = start; ; dir = dirname(dir)) {
-    const candidate = join(dir, 'protos', 'greeter.proto');
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) throw new Error(`protos/greeter.proto not found above ${start}`);
-  }
+  return findProto('greeter.proto', start);
 }
 
 export function loadGreeterDefinition(): PackageDefinition {
   return protoLoader.loadSync(findGreeterProto(), LOADER_OPTIONS);
 }
 
-/** A service from a package definition, or a clear error (not a crash in addService). */
-export function serviceDefinition(def: PackageDefinition, name: string): ServiceDefinition {
-  const found = def[name];
-  // Message and enum definitions carry `format`; a service is a map of methods.
-  if (found === undefined || 'format' in found) throw new Error(`${name}: no such service in the proto`);
-  return found as ServiceDefinition;
-}
+export { serviceDefinition };
 
 interface HelloRequest { name: string }
 interface HelloStreamRequest { name: string; count: number; interval_ms: number }

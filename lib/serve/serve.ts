@@ -24,12 +24,16 @@ import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { DEFAULT_UPSTREAM_LIMITS } from '../upstreams/upstream-connection.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
+import { startExternalScaler, type RunningScaler } from '../scaling/external-scaler.ts';
+import { SessionTotals } from '../scaling/session-totals.ts';
 
 export interface RunningGateway {
   /** Bound addresses ("host:port"), for logs and for tests listening on port 0. */
   readonly h2c: string;
   readonly tls: string | null;
   readonly admin: string;
+  /** The KEDA external scaler's bound address, when --scaler-listen is set. */
+  readonly scaler: string | null;
   readonly gateway: Gateway;
   readonly telemetry: GatewayTelemetry;
   /** Not-ready, GOAWAY to all, open streams finish (bounded by --drain-timeout), then close. */
@@ -102,6 +106,8 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   registry.on('functions', () => sessions.retireUnready((id) => registry.getFunction(id)));
   // Endpoints came (a function scaled up): sessions waiting for room are bound now.
   registry.on('functions', () => sessions.admitWaiting());
+  // Sessions per version over every replica: what the KEDA scaler answers with.
+  const totals = new SessionTotals(sessions.versions);
   let kubernetes: KubernetesSource | undefined;
   if (config.kubernetes) {
     // Loaded only in Kubernetes mode: the client library is large, and file mode never needs it.
@@ -174,6 +180,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   });
 
   const servers: Server[] = [];
+  let scalerClose = (): Promise<void> => Promise.resolve();
   try {
     // One tuning object for both listeners: the per-address connection count is shared.
     const clientTuning = { ...defaultClientTuning, maxConnectionsPerIp: config.maxConnectionsPerIp };
@@ -199,11 +206,20 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     });
     servers.push(await listen(admin, config.admin));
 
+    let scaler: RunningScaler | undefined;
+    if (config.scalerListen !== undefined) {
+      scaler = await startExternalScaler({ address: config.scalerListen, totals, lookup: (id) => registry.getFunction(id), log });
+      const running = scaler;
+      // Closed last: KEDA still asks while this replica drains.
+      scalerClose = () => running.close();
+    }
+
     const [h2cServer, ...rest] = servers;
     const addresses = {
       h2c: boundAddress(h2cServer as Server),
       tls: tls ? boundAddress(tls) : null,
       admin: boundAddress(rest[rest.length - 1] as Server),
+      scaler: scaler?.address ?? null,
     };
     log.info('fngate listening', { ...addresses, allocator: allocatorInUse() });
     return {
@@ -218,6 +234,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
         await kubernetes?.stop();
         sessions.close();
         await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+        await scalerClose();
         await telemetry.shutdown();
         log.info('drained');
       },
@@ -225,6 +242,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   } catch (err) {
     for (const closable of closables) closable.close();
     for (const server of servers) server.close();
+    await scalerClose();
     await kubernetes?.stop();
     await telemetry.shutdown();
     throw err;

@@ -46,6 +46,8 @@ t.test('defaults', async (t) => {
     sessionKeyFile: undefined,
     maxConnectionAgeMs: 0,
     admin: { host: '0.0.0.0', port: 9090, text: '0.0.0.0:9090' },
+    scalerListen: undefined,
+    scalerAddress: undefined,
     workers: 1,
     logLevel: 'info',
     accessLog: 'off',
@@ -89,6 +91,8 @@ const everySetting: [flag: string, value: string, expect: Partial<Config>][] = [
   ['session-key-file', `${base}/session.key`, { sessionKeyFile: `${base}/session.key` }],
   ['max-connection-age', '10m', { maxConnectionAgeMs: 600_000 }],
   ['admin', '[::1]:0', { admin: { host: '::1', port: 0, text: '[::1]:0' } }],
+  ['scaler-listen', ':9443', { scalerListen: { host: '0.0.0.0', port: 9443, text: ':9443' } }],
+  ['scaler-address', 'fngate-scaler.fngate.svc:9443', { scalerAddress: 'fngate-scaler.fngate.svc:9443' }],
   ['workers', '8', { workers: 8 }],
   ['log-level', 'debug', { logLevel: 'debug' }],
 ];
@@ -99,6 +103,7 @@ const companions: Record<string, string[]> = {
   namespace: ['--kubernetes'],
   'jwt-issuer': ['--jwks-file=/abs/j'],
   'jwt-audience': ['--jwks-file=/abs/j'],
+  'scaler-address': ['--scaler-listen=:9443'],
 };
 const envOf = (flag: string) => `FNGATE_${flag.toUpperCase().replaceAll('-', '_')}`;
 
@@ -260,6 +265,7 @@ t.test('command-line errors name the flag', async (t) => {
     [['--jwks-url', 'ftp://idp/jwks'], '--jwks-url', /expected an http:\/\/ or https:\/\/ URL, got "ftp:\/\/idp\/jwks"/],
     [['--jwks-url', 'idp.example/jwks'], '--jwks-url', /expected an http/],
     [['--kubernetes', '--namespace', 'Bad_NS'], '--namespace', /"Bad_NS" is not a valid Kubernetes namespace/],
+    [['--scaler-listen', ':1', '--scaler-address', 'http://x:1'], '--scaler-address', /expected host:port .*got "http:\/\/x:1"/],
   ];
   for (const [argv, key, pattern] of cases) {
     const e = errorOf(argv);
@@ -281,6 +287,8 @@ t.test('combination errors name the source of each setting', async (t) => {
     [['--namespace', 'default', '--kubernetes=false'], {}, '--namespace', /requires --kubernetes/],
     [['--jwt-issuer', 'i'], {}, '--jwt-issuer', /requires --jwks-url or --jwks-file as well/],
     [[], { FNGATE_JWT_AUDIENCE: 'a' }, 'FNGATE_JWT_AUDIENCE', /requires --jwks-url or --jwks-file/],
+    [['--scaler-listen', ':9443', '--workers', '2'], {}, '--scaler-listen', /^--scaler-listen: with --workers above 1 requires --kubernetes/],
+    [['--scaler-address', 'a:1'], {}, '--scaler-address', /^--scaler-address: requires --scaler-listen as well$/],
   ];
   for (const [argv, env, key, pattern] of cases) {
     const e = errorOf(argv, env);

@@ -50,6 +50,8 @@ export interface GatewayProcess {
   readonly h2c: string;
   readonly tls: string | null;
   readonly admin: string;
+  /** The KEDA scaler listener (--scaler-listen), or null. */
+  readonly scaler: string | null;
   /** All stderr so far. */
   logs(): string;
   /** The JSON lines of stderr so far (other lines skipped). */
@@ -223,6 +225,7 @@ async function startFngate(command: string, args: string[], opts: StartOpts): Pr
     h2c: String(ready['h2c']),
     tls: typeof ready['tls'] === 'string' ? ready['tls'] : null,
     admin: String(ready['admin']),
+    scaler: typeof ready['scaler'] === 'string' ? ready['scaler'] : null,
     logs: () => stderr,
     logLines: () => [...lines],
     waitForLog: (pred, timeoutMs = 5000) => waitUntil(() => lines.find(pred), timeoutMs, 'matching log line'),
