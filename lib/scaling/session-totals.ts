@@ -45,6 +45,11 @@ export class SessionTotals {
     return open === 0 && waiting === 0 ? NONE : { open, waiting };
   }
 
+  /** Called after every change of this process's own counts. */
+  onOwnChange(listener: () => void): () => void {
+    return this.#own.onChange(listener);
+  }
+
   /** This process's counts, as it publishes them for the others. */
   own(): PeerCounts {
     const out = new Map<string, readonly [number, number]>();

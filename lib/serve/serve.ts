@@ -119,6 +119,8 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       leaseNamespace: process.env['POD_NAMESPACE'] ?? config.namespace ?? 'default',
       identity: defaultIdentity(opts.worker?.index),
       onRank: (rank) => sessions.setRank(rank),
+      sessionCounts: totals,
+      scalerAddress: config.scalerAddress,
     });
     // Stopped (and its Lease given up) at the end of a drain, awaited: see drain() below.
     await kubernetes.start();

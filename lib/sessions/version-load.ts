@@ -11,7 +11,7 @@ export interface VersionSessions {
 export class VersionLoad {
   /** "functionId\0versionId" -> counts; an entry goes when both reach 0. */
   readonly #byVersion = new Map<string, VersionSessions>();
-  readonly #listeners: Array<(functionId: string, versionId: string) => void> = [];
+  readonly #listeners = new Set<(functionId: string, versionId: string) => void>();
 
   /** Moves a version's counts by the deltas given. */
   add(functionId: string, versionId: string, open: number, waiting: number): void {
@@ -33,8 +33,9 @@ export class VersionLoad {
     return this.#byVersion.values();
   }
 
-  /** Called after every change, with the version that changed. */
-  onChange(listener: (functionId: string, versionId: string) => void): void {
-    this.#listeners.push(listener);
+  /** Called after every change, with the version that changed; returns the unsubscribe. */
+  onChange(listener: (functionId: string, versionId: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }

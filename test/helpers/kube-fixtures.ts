@@ -54,12 +54,14 @@ export interface FunctionVersion {
   versionId: string;
   service?: { name: string; port: string | number };
   endpoints?: string[];
+  scaleTargetRef?: { kind?: string; name: string; minReplicas?: number; maxReplicas?: number };
 }
 
 export interface FunctionSpecInput {
   functionId?: string;
   activeVersion?: string;
   maxSessionsPerEndpoint?: number;
+  scaling?: { holdTimeout?: string; maxPendingSessions?: number; targetSessionsPerEndpoint?: number };
   versions?: FunctionVersion[];
 }
 
@@ -161,7 +163,7 @@ export interface FunctionCondition {
 }
 
 export interface FunctionResource {
-  metadata: { name: string; namespace: string; generation: number; resourceVersion: string; managedFields?: ManagedField[] };
+  metadata: { name: string; namespace: string; generation: number; resourceVersion: string; uid: string; managedFields?: ManagedField[] };
   spec: FunctionSpecInput;
   status?: {
     observedGeneration?: number;

@@ -5,36 +5,13 @@
 // and the target is targetSessionsPerEndpoint.
 import t from 'tap';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import grpc from '@grpc/grpc-js';
-import protoLoader from '@grpc/proto-loader';
 import { startEchoBackend } from '../helpers/backend.ts';
 import { echoClient, type EchoClient } from '../helpers/echo-client.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile, type TestFunction } from '../helpers/files.ts';
 import { startGateway, type LogLine } from '../helpers/gateway.ts';
+import { ask, kedaScalerClient } from '../helpers/keda.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-export const KEDA_PROTO = fileURLToPath(new URL('../../.cache/keda-v2.21.1/externalscaler.proto', import.meta.url));
-
-interface ScalerClient extends grpc.Client {
-  IsActive(ref: object, cb: (err: grpc.ServiceError | null, res: { result: boolean }) => void): void;
-  GetMetricSpec(ref: object, cb: (err: grpc.ServiceError | null, res: { metricSpecs: Array<{ metricName: string; targetSize: string; targetSizeFloat: number }> }) => void): void;
-  GetMetrics(req: object, cb: (err: grpc.ServiceError | null, res: { metricValues: Array<{ metricName: string; metricValue: string; metricValueFloat: number }> }) => void): void;
-  StreamIsActive(ref: object): grpc.ClientReadableStream<{ result: boolean }>;
-  StreamMetricSpec(ref: object): grpc.ClientReadableStream<unknown>;
-}
-
-/** A client of KEDA's ExternalScaler service, from KEDA's .proto. */
-export function kedaScalerClient(address: string): ScalerClient {
-  const def = protoLoader.loadSync(KEDA_PROTO, { keepCase: true, longs: String, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { externalscaler: { ExternalScaler: new (a: string, c: grpc.ChannelCredentials) => ScalerClient } };
-  return new pkg.externalscaler.ExternalScaler(address, grpc.credentials.createInsecure());
-}
-
-/** Calls a unary method of the scaler as a promise. */
-export function ask<T>(fn: (req: object, cb: (err: grpc.ServiceError | null, res: T) => void) => void, req: object): Promise<T> {
-  return new Promise((resolve, reject) => fn(req, (err, res) => (err ? reject(err) : resolve(res))));
-}
 
 const ref = (metadata: Record<string, string>) => ({ name: 'greeter-v1', namespace: 'default', scalerMetadata: metadata });
 

@@ -1,10 +1,12 @@
-// What a Function's status should say: ready endpoints per version, and the Ready condition
-// (why not, when not). Pure: computed from the object, the registry's view and the endpoints.
+// What a Function's status should say: ready endpoints per version, the Ready condition (why
+// not, when not) and, for Functions whose versions name a workload, the Scaling condition.
+// Pure: computed from the object, the registry's view, the endpoints and the scaling outcome.
 import type { ServiceEndpointLookup } from '../../registry/registry.ts';
 import type { FunctionSpec } from '../../registry/types.ts';
+import type { ScalingState } from './scaled-objects.ts';
 
 export interface FunctionCondition {
-  type: 'Ready';
+  type: 'Ready' | 'Scaling';
   status: 'True' | 'False';
   reason: string;
   message: string;
@@ -27,7 +29,8 @@ export function desiredStatus(
   state: FunctionState,
   generation: number | undefined,
   endpoints: ServiceEndpointLookup,
-  previous: FunctionCondition | undefined,
+  previous: readonly FunctionCondition[] | undefined,
+  scaling?: ScalingState | undefined,
 ): FunctionStatus {
   const versions =
     state.kind === 'invalid'
@@ -55,12 +58,14 @@ export function desiredStatus(
         ? { status: 'True', reason: 'EndpointsReady', message: `active version ${active.versionId} has ${active.readyEndpoints} ready endpoint(s)` }
         : { status: 'False', reason: 'NoReadyEndpoints', message: `active version ${state.spec.activeVersion} has no ready endpoint` };
   }
-  const since = previous && previous.status === ready.status ? previous.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-  return {
-    observedGeneration: generation,
-    versions,
-    conditions: [{ type: 'Ready', ...ready, observedGeneration: generation, lastTransitionTime: since }],
+  const condition = (type: FunctionCondition['type'], c: Pick<FunctionCondition, 'status' | 'reason' | 'message'>): FunctionCondition => {
+    const before = previous?.find((p) => p.type === type);
+    const since = before && before.status === c.status ? before.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    return { type, ...c, observedGeneration: generation, lastTransitionTime: since };
   };
+  const conditions = [condition('Ready', ready)];
+  if (scaling !== undefined) conditions.push(condition('Scaling', scaling));
+  return { observedGeneration: generation, versions, conditions };
 }
 
 /** Equal for writing purposes: a write that would change nothing is not made. */

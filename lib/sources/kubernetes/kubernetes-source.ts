@@ -24,7 +24,8 @@ import { apiKeysFromSecrets, API_KEY_SELECTOR } from './api-key-secrets.ts';
 import { endpointLookup } from './endpoint-index.ts';
 import { desiredStatus, sameStatus, type FunctionCondition, type FunctionState } from './function-status.ts';
 import { LeaseElector, statusOf } from './lease.ts';
-import { ReplicaMembership } from './replica-membership.ts';
+import { ReplicaMembership, type SessionCountExchange } from './replica-membership.ts';
+import { ScaledObjects, type ScalableFunction } from './scaled-objects.ts';
 import { WatchedCollection } from './watched-collection.ts';
 
 const GROUP = 'fngate.dev';
@@ -48,6 +49,10 @@ export interface KubernetesSourceOptions {
   readonly leaseRenewMs?: number;
   /** Where this process stands among the gateway processes sharing endpoint session caps. */
   readonly onRank: (rank: ReplicaRank) => void;
+  /** This process's session counts to publish, and where the other replicas' go. */
+  readonly sessionCounts?: SessionCountExchange | undefined;
+  /** Where KEDA reaches this gateway's external scaler (--scaler-address); written into ScaledObjects. */
+  readonly scalerAddress?: string | undefined;
 }
 
 interface FunctionObject extends KubernetesObject {
@@ -63,6 +68,7 @@ export class KubernetesSource {
   readonly #secrets: WatchedCollection<V1Secret>;
   readonly #lease: LeaseElector;
   readonly #members: ReplicaMembership;
+  readonly #scaledObjects: ScaledObjects;
   #lookup: ServiceEndpointLookup = () => [];
   /** ns/name -> what routing made of the object, for status. */
   #states = new Map<string, { object: FunctionObject; state: FunctionState }>();
@@ -128,6 +134,7 @@ export class KubernetesSource {
       renewMs: opts.leaseRenewMs ?? 5000,
       log,
       onChange: opts.onRank,
+      sessions: opts.sessionCounts,
     });
     this.#lease = new LeaseElector({
       api: coordination,
@@ -138,8 +145,18 @@ export class KubernetesSource {
       renewMs: opts.leaseRenewMs ?? 5000,
       log,
       onChange: (leading) => {
+        // A new leader starts from what is in the cluster, not from what it applied before.
+        this.#scaledObjects.reset();
         if (leading) this.#writeStatus();
       },
+    });
+    this.#scaledObjects = new ScaledObjects({
+      api: this.#custom,
+      scalerAddress: opts.scalerAddress,
+      fieldManager: this.#fieldManager,
+      namespace: ns,
+      log,
+      recheck: () => this.#writeStatus(),
     });
   }
 
@@ -175,6 +192,7 @@ export class KubernetesSource {
     this.#functions.stop();
     this.#slices.stop();
     this.#secrets.stop();
+    this.#scaledObjects.stop();
     await Promise.all([this.#lease.stop(), this.#members.stop()]);
   }
 
@@ -229,10 +247,12 @@ export class KubernetesSource {
   }
 
   async #writePass(): Promise<void> {
+    const scalable: ScalableFunction[] = [];
+    for (const { object, state } of this.#states.values()) if (state.kind === 'valid') scalable.push({ object, spec: state.spec });
+    const scaling = await this.#scaledObjects.sync(scalable);
     for (const [key, { object, state }] of this.#states) {
       if (!this.#lease.leading) return;
-      const previous = object.status?.conditions?.find((c) => c.type === 'Ready');
-      const status = desiredStatus(state, object.metadata?.generation, this.#lookup, previous);
+      const status = desiredStatus(state, object.metadata?.generation, this.#lookup, object.status?.conditions, scaling.get(key));
       if (sameStatus(status, object.status)) continue;
       const namespace = object.metadata?.namespace ?? 'default';
       const name = object.metadata?.name ?? '';
