@@ -1,0 +1,126 @@
+// The waiting room of lib/sessions without sockets: sessions wait first come, first served for
+// room on a capped endpoint, a connection's later calls join its waiting session, a full queue
+// refuses, and the per-version counts (what KEDA is told) follow; SessionTotals adds the other
+// replicas' published counts and says which version changed.
+import t from 'tap';
+import { isGrpcError, Status, type GrpcError } from '../../lib/grpc/status.ts';
+import { newCounters } from '../../lib/h2/limits.ts';
+import { Registry } from '../../lib/registry/registry.ts';
+import type { FunctionSpec, RoutableFunction } from '../../lib/registry/types.ts';
+import { SessionTotals } from '../../lib/scaling/session-totals.ts';
+import { PendingSession, type SessionWaiter, type WaitOutcome } from '../../lib/sessions/pending-session.ts';
+import { SessionManager } from '../../lib/sessions/session-manager.ts';
+import type { Session } from '../../lib/sessions/session.ts';
+import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
+import { DEFAULT_UPSTREAM_LIMITS } from '../../lib/upstreams/upstream-connection.ts';
+
+const spec = (endpoints: string[], maxPendingSessions = 100): FunctionSpec => ({
+  name: 'f',
+  namespace: 'default',
+  functionId: 'fn',
+  activeVersion: 'v1',
+  maxSessionsPerEndpoint: 1,
+  scaling: { holdTimeoutMs: 60_000, maxPendingSessions, targetSessionsPerEndpoint: 1 },
+  versions: [{ versionId: 'v1', backend: { kind: 'static', endpoints } }],
+  origin: 'test',
+});
+
+function fixture(maxPendingSessions = 100) {
+  const registry = new Registry();
+  registry.replaceFunctions([spec(['127.0.0.1:1'], maxPendingSessions)]);
+  const ended: WaitOutcome[] = [];
+  const manager = new SessionManager({
+    lingerMs: 1000,
+    upstream: { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} },
+    keys: SessionKeyRing.random(),
+    lookup: (id) => registry.getFunction(id),
+    onWaitEnded: (_f, _v, outcome) => ended.push(outcome),
+  });
+  const fn = (): RoutableFunction => registry.getFunction('fn') as RoutableFunction;
+  return { registry, manager, fn, ended };
+}
+
+/** A waiter that records how its wait ended. */
+function waiter(): SessionWaiter & { session?: Session; error?: GrpcError } {
+  const w: SessionWaiter & { session?: Session; error?: GrpcError } = {
+    bound(session) {
+      w.session = session;
+    },
+    failed(error) {
+      w.error = error;
+    },
+  };
+  return w;
+}
+
+t.test('first come, first served on a capped endpoint; a connection waits on one session', async (t) => {
+  const { manager, fn, ended } = fixture();
+  t.teardown(() => manager.close());
+  const [a, b, c] = [0, 1, 2].map(() => manager.forConnection(() => {})) as [ReturnType<typeof manager.forConnection>, ReturnType<typeof manager.forConnection>, ReturnType<typeof manager.forConnection>];
+  const held = a.acquire(fn(), undefined, undefined);
+  t.notOk(isGrpcError(held) || held instanceof PendingSession, 'a takes the only slot');
+  const pb = b.acquire(fn(), undefined, undefined);
+  const pc = c.acquire(fn(), undefined, undefined);
+  t.ok(pb instanceof PendingSession && pc instanceof PendingSession, 'b and c wait');
+  t.equal(b.acquire(fn(), undefined, undefined), pb, "b's second call waits on b's session");
+  const [wb1, wb2, wc] = [waiter(), waiter(), waiter()];
+  manager.wait(pb as PendingSession, wb1);
+  manager.wait(pb as PendingSession, wb2);
+  manager.wait(pc as PendingSession, wc);
+  t.same(manager.versions.get('fn', 'v1'), { functionId: 'fn', versionId: 'v1', open: 1, waiting: 2 });
+
+  a.closeAll();
+  t.ok(wb1.session && wb1.session === wb2.session, "b, first in line, is bound; both of its calls get its session");
+  t.equal(wc.session, undefined, 'c still waits');
+  t.equal(b.acquire(fn(), undefined, undefined), wb1.session, 'b now simply has its session');
+  t.same(manager.versions.get('fn', 'v1'), { functionId: 'fn', versionId: 'v1', open: 1, waiting: 1 });
+  b.closeAll();
+  t.ok(wc.session, 'c is bound when b lets go');
+  c.closeAll();
+  t.equal(manager.versions.get('fn', 'v1'), undefined, 'nothing open or waiting');
+  t.same(ended, ['bound', 'bound']);
+});
+
+t.test('the last call leaving ends the wait; a full queue refuses at once; a drain fails all', async (t) => {
+  const { manager, fn, ended } = fixture(1);
+  t.teardown(() => manager.close());
+  const owner = manager.forConnection(() => {});
+  owner.acquire(fn(), undefined, undefined);
+  const x = manager.forConnection(() => {});
+  const px = x.acquire(fn(), undefined, undefined) as PendingSession;
+  const w = waiter();
+  manager.wait(px, w);
+  const full = manager.forConnection(() => {}).acquire(fn(), undefined, undefined);
+  t.match(full, { code: Status.RESOURCE_EXHAUSTED, message: /1 sessions already wait for function fn version v1/ });
+  manager.leave(px, w, 'cancelled');
+  t.equal(manager.waitingCount(), 0, 'its only call left: the session stops waiting');
+  const y = manager.forConnection(() => {});
+  const py = y.acquire(fn(), undefined, undefined) as PendingSession;
+  const wy = waiter();
+  manager.wait(py, wy);
+  manager.failWaiting();
+  t.match(wy.error, { code: Status.UNAVAILABLE, message: /draining/ });
+  t.same(ended, ['queue_full', 'cancelled', 'drain']);
+  t.not(y.acquire(fn(), undefined, undefined), py, 'a failed wait is forgotten by its connection');
+  owner.closeAll();
+  y.closeAll();
+});
+
+t.test('SessionTotals: own counts plus the peers\', and which version changed', async (t) => {
+  const { manager } = fixture();
+  const totals = new SessionTotals(manager.versions);
+  const changed: string[] = [];
+  const unsubscribe = totals.onChange((key) => changed.push(key));
+  manager.versions.add('fn', 'v1', 1, 0);
+  t.same(totals.of('fn', 'v1'), { open: 1, waiting: 0 });
+  totals.setPeers(new Map([['gw-b', new Map([['fn/v1', [2, 3] as const], ['other/v9', [1, 0] as const]])]]));
+  t.same(totals.of('fn', 'v1'), { open: 3, waiting: 3 });
+  t.same(totals.of('other', 'v9'), { open: 1, waiting: 0 });
+  totals.setPeers(new Map([['gw-b', new Map([['fn/v1', [2, 3] as const]])]]));
+  t.same(totals.of('other', 'v9'), { open: 0, waiting: 0 }, 'a version a peer no longer reports counts nothing');
+  t.same(changed, ['fn/v1', 'fn/v1', 'other/v9', 'other/v9'], 'own change, then each version a peer changed; an unchanged one is not repeated');
+  t.same([...totals.own()], [['fn/v1', [1, 0]]], 'what this process publishes');
+  unsubscribe();
+  manager.versions.add('fn', 'v1', -1, 0);
+  t.equal(changed.length, 4, 'unsubscribed');
+});
