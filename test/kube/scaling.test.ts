@@ -3,7 +3,7 @@
 // fetched from KEDA's own module, is installed; until then the Function says why not); a call
 // held on one replica makes the other replica's scaler report active (replica Leases); the
 // test then plays KEDA and the kubelet (replicas to 1, a backend and its EndpointSlice) and the
-// held call completes, once, on it.
+// held call completes, once, on it. With the API server gone the scaler still answers.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { backendSlice, clients, echoBackends, functionObject, RELEASE, startKubeEnv, type FunctionResource, type KubeObject } from '../helpers/kube-fixtures.ts';
@@ -110,4 +110,17 @@ t.test('ScaledObject, cross-replica activity and a cold start', async (t) => {
   await env.waitForFunction('gpu', (fn) => scalingCondition(fn) === undefined, 'no Scaling condition');
   await waitForAsync(async () => (await env.get('/apis/keda.sh/v1alpha1/namespaces/default/scaledobjects/gpu-v1')) === undefined, 10_000, 'the ScaledObject deleted');
   t.pass('the ScaledObject was deleted');
+
+  // The API server goes away (KEDA's HTTP add-on failed when a component it needed was
+  // unreachable): the scaler keeps answering with what it knows, and never fails KEDA's call.
+  const c = onA.client();
+  t.equal((await c.unary(onA.md('fn-gpu'))).status, 0, 'a session open on replica A');
+  const ref = { name: 'gpu-v1', namespace: 'default', scalerMetadata: { functionId: 'fn-gpu' } };
+  await waitForAsync(async () => (await ask(scaler.IsActive.bind(scaler), ref)).result, 10_000, 'replica B seeing the open session');
+  await env.kube.stop();
+  for (let i = 0; i < 3; i++) {
+    t.same(await ask(scaler.IsActive.bind(scaler), ref), { result: true }, `with the API server down, replica B still answers (${i + 1})`);
+  }
+  const down = await ask(scaler.GetMetrics.bind(scaler), { scaledObjectRef: ref, metricName: 'sessions' });
+  t.ok((down.metricValues[0]?.metricValueFloat ?? 0) >= 1, 'and counts the session from what it last saw');
 });
