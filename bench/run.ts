@@ -240,7 +240,9 @@ async function main(): Promise<number> {
   await waitForOutput(backend, (o) => o.includes('"backend listening"'), 15_000, 'backend');
   const backendAddr = lastJson<{ address: string }>(backend.output()).address;
   const backendPort = Number(backendAddr.split(':').pop());
-  writeFunctionsDir(functionsDir, [{ name: 'bench', functionId, activeVersion: 'v1', versions: [{ versionId: 'v1', endpoints: [backendAddr] }] }]);
+  // Scaling on (held sessions, counted per version) as a scale-to-zero deployment runs it:
+  // it must add nothing measurable to the path of a call.
+  writeFunctionsDir(functionsDir, [{ name: 'bench', functionId, activeVersion: 'v1', scaling: { holdTimeout: '30s' }, versions: [{ versionId: 'v1', endpoints: [backendAddr] }] }]);
   writeKeysFile(keysFile, [{ name: 'bench', key, functions: [functionId] }]);
 
   const pctx: ProxyContext = {
