@@ -64,7 +64,7 @@ async function telemetryCost(withAccessLogAndTracer: boolean): Promise<number> {
     env,
     accessLog: withAccessLogAndTracer ? '/dev/null' : 'off',
     accessLogSample: 1,
-    sessions: { byEndpoint: () => new Map(), processes: () => 1 },
+    sessions: { byEndpoint: () => new Map(), processes: () => 1, byVersion: () => [] },
   });
   const session: SessionInfo = { id: '6e8f1b3e0c2d9a41', functionId: 'fn-bench', versionId: 'v1', endpoint: { key: '127.0.0.1:1' } };
   const headers = { ':path': '/bench.Bench/Unary', ':method': 'POST', 'content-type': 'application/grpc' };
