@@ -12,7 +12,8 @@
 //
 // V8's gc() is reached by setting --expose-gc at run time and taking gc from a new context
 // (the main context was made before the flag); if that ever stops working, reclaiming is off
-// and forwarding is unaffected.
+// and forwarding is unaffected. That changes a V8 flag of the whole process, so it happens only
+// when `fngate serve` asks (setUpProcess), never on import: until then counting costs an add.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -33,8 +34,14 @@ function scavenger(): Gc | undefined {
   }
 }
 
-const scavenge = scavenger();
+let scavenge: Gc | undefined;
 let sinceLast = 0;
+
+/** Turns reclaiming on (idempotent); false when this V8 offers no way to scavenge. */
+export function enableYoungGarbageReclaim(): boolean {
+  scavenge ??= scavenger();
+  return scavenge !== undefined;
+}
 
 /** Counts `n` bytes forwarded; runs a scavenge once RECLAIM_BYTES have gone by. */
 export function forwarded(n: number): void {

@@ -24,6 +24,7 @@ import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { DEFAULT_UPSTREAM_LIMITS } from '../upstreams/upstream-connection.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
+import { setUpProcess } from '../runtime/process-setup.ts';
 import { startExternalScaler, type RunningScaler } from '../scaling/external-scaler.ts';
 import { SessionTotals } from '../scaling/session-totals.ts';
 
@@ -51,6 +52,7 @@ export interface ServeOptions {
 }
 
 export async function startServe(config: Config, log: Logger, opts: ServeOptions = {}): Promise<RunningGateway> {
+  const processSetup = setUpProcess();
   const closables: Closable[] = [];
   const verifier =
     config.jwksUrl !== undefined || config.jwksFile !== undefined
@@ -223,7 +225,7 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       admin: boundAddress(rest[rest.length - 1] as Server),
       scaler: scaler?.address ?? null,
     };
-    log.info('fngate listening', { ...addresses, allocator: allocatorInUse() });
+    log.info('fngate listening', { ...addresses, allocator: allocatorInUse(), youngGarbageReclaim: processSetup.youngGarbageReclaim });
     return {
       ...addresses,
       gateway,

@@ -3,6 +3,7 @@
 // performance entries (forced ones carry NODE_PERFORMANCE_GC_FLAGS_FORCED).
 import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import t from 'tap';
+import { setUpProcess } from '../../lib/runtime/process-setup.ts';
 import { connectionClosed, forwarded } from '../../lib/runtime/young-garbage.ts';
 import { isForcedScavenge } from '../helpers/gc-entries.ts';
 
@@ -18,6 +19,11 @@ async function forcedScavenges(work: () => void): Promise<number> {
 }
 
 const MiB = 1 << 20;
+
+t.test('nothing is scavenged until the process is set up for it', async (t) => {
+  t.equal(await forcedScavenges(() => forwarded(64 * MiB)), 0, 'importing the module changed nothing');
+  t.same(setUpProcess(), { youngGarbageReclaim: true }, 'serve turns it on explicitly');
+});
 
 t.test('forwarded bytes: one scavenge per 16 MiB', async (t) => {
   // Start from a clean count: the first scavenge may come early if anything counted before.
