@@ -2,17 +2,12 @@
 // entry or a Kubernetes Secret). Only the SHA-256 is ever stored; the key is shown once.
 import { createHash, randomBytes } from 'node:crypto';
 import { Document, isSeq, stringify } from 'yaml';
-import { DNS1123_SUBDOMAIN, ID_PATTERN, ID_RULE } from '../registry/function-manifest.ts';
+import { isKeyName, keyFunctions, KEY_NAME_RULE, KEY_SECRET_FUNCTIONS_ANNOTATION, KEY_SECRET_LABEL, KEY_SECRET_NAME_PREFIX } from '../registry/api-key-format.ts';
+import { ID_RULE } from '../registry/names.ts';
 import type { ApiKeyRecord } from '../registry/types.ts';
 
 /** Recognisable in logs, configs and secret scanners. */
 export const API_KEY_PREFIX = 'fngk_';
-export const KEY_SECRET_LABEL = 'fngate.dev/api-key';
-export const KEY_SECRET_FUNCTIONS_ANNOTATION = 'fngate.dev/functions';
-export const KEY_SECRET_NAME_PREFIX = 'fngate-key-';
-
-// The name also names the Secret (`fngate-key-<name>`, a DNS-1123 subdomain of <= 253).
-const KEY_NAME_MAX = 253 - KEY_SECRET_NAME_PREFIX.length;
 
 /** Lower-case hex SHA-256, as stored in key files and Secrets and looked up per request. */
 export function hashApiKey(key: string): string {
@@ -22,16 +17,15 @@ export function hashApiKey(key: string): string {
 /** Throws on a bad name or function list, before any key is made. */
 export function createApiKey(opts: { name: string; functions: '*' | string[] }): { key: string; record: ApiKeyRecord } {
   const { name, functions } = opts;
-  if (name.length > KEY_NAME_MAX || !DNS1123_SUBDOMAIN.test(name)) {
-    throw new Error(`key name ${JSON.stringify(name)}: must be lower-case a-z, 0-9, '-', '.' (at most ${KEY_NAME_MAX} characters; it also names the Secret)`);
-  }
+  if (!isKeyName(name)) throw new Error(`key name ${JSON.stringify(name)}: ${KEY_NAME_RULE}`);
+  let allowed: ApiKeyRecord['functions'] = '*';
   if (functions !== '*') {
     if (functions.length === 0) throw new Error('functions: give at least one function id, or "*" for all');
-    const bad = functions.find((id) => id !== '*' && !ID_PATTERN.test(id));
-    if (bad !== undefined) throw new Error(`function id ${JSON.stringify(bad)}: ${ID_RULE}`);
+    const checked = keyFunctions(functions);
+    if (checked.bad !== undefined) throw new Error(`function id ${JSON.stringify(checked.bad)}: ${ID_RULE}`);
+    allowed = checked.functions;
   }
   const key = API_KEY_PREFIX + randomBytes(32).toString('base64url');
-  const allowed = functions === '*' || functions.includes('*') ? '*' : new Set(functions);
   return { key, record: { name, sha256: hashApiKey(key), functions: allowed } };
 }
 

@@ -12,8 +12,8 @@ import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, jwksCache, 
 import type { ExportedJWKSCache, FetchImplementation, JSONWebKeySet, JWTPayload, JWTVerifyGetKey, LocalJWKSet, RemoteJWKSet } from 'jose';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Logger } from '../telemetry/log.ts';
-import { readTextFile, watchTextFile } from '../sources/file/watch.ts';
-import type { Closable, WatchTiming } from '../sources/file/watch.ts';
+import { readTextFile, watchTextFile } from '../files/watch.ts';
+import type { Closable, WatchTiming } from '../files/watch.ts';
 import type { Principal, TokenVerifier } from './authenticator.ts';
 
 export interface JwtVerifierOptions {

@@ -1,8 +1,9 @@
 // `fngate keys create`: argument handling around api-key-create.ts. The record goes to
 // stdout so it can be redirected or piped (`| kubectl apply -f -`); the key goes to stderr,
 // so it reaches the operator's terminal but never the file or the cluster.
-import { ID_PATTERN, ID_RULE } from '../registry/function-manifest.ts';
-import { createApiKey, KEY_SECRET_NAME_PREFIX, renderKeyFileRecord, renderKeySecret } from './api-key-create.ts';
+import { KEY_SECRET_NAME_PREFIX } from '../registry/api-key-format.ts';
+import { ID_PATTERN, ID_RULE, isDns1123Label } from '../registry/names.ts';
+import { createApiKey, renderKeyFileRecord, renderKeySecret } from './api-key-create.ts';
 
 export const KEYS_USAGE = `Usage: fngate keys create --name NAME [--functions ID,...] [--output file|secret] [--namespace NS]
 
@@ -18,9 +19,6 @@ Makes a new random API key. The key is printed once, on stderr; only its SHA-256
 const FLAGS = ['name', 'functions', 'output', 'namespace'] as const;
 type Flag = (typeof FLAGS)[number];
 const isFlag = (s: string): s is Flag => (FLAGS as readonly string[]).includes(s);
-
-// Kubernetes namespace names are DNS-1123 labels.
-const NAMESPACE_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 class UsageError extends Error {}
 
@@ -65,7 +63,7 @@ function create(args: readonly string[], out: (s: string) => void, err: (s: stri
   const namespace = flags.namespace;
   if (namespace !== undefined) {
     if (output !== 'secret') throw new UsageError('--namespace: only applies to --output secret');
-    if (!NAMESPACE_PATTERN.test(namespace)) throw new UsageError(`--namespace: ${JSON.stringify(namespace)} is not a Kubernetes namespace name`);
+    if (!isDns1123Label(namespace)) throw new UsageError(`--namespace: ${JSON.stringify(namespace)} is not a Kubernetes namespace name`);
   }
 
   let made: ReturnType<typeof createApiKey>;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { isDns1123Label } from '../registry/names.ts';
 import { parseDuration } from './duration.ts';
 import type { Config, ListenAddress, LogLevel } from './types.ts';
 
@@ -165,7 +166,7 @@ function checkHostPort(value: string): void {
 }
 
 function checkNamespace(value: string): void {
-  if (value.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(value)) {
+  if (!isDns1123Label(value)) {
     throw new Error(`"${value}" is not a valid Kubernetes namespace (lowercase RFC 1123 label)`);
   }
 }

@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import type { ListenAddress } from '../config/types.ts';
 import { ErrorCode } from '../h2/constants.ts';
 import { DEFAULT_LIMITS, type H2Limits } from '../h2/limits.ts';
-import { watchDirectory, type Closable } from '../sources/file/watch.ts';
+import { watchDirectory, type Closable } from '../files/watch.ts';
 import type { Logger } from '../telemetry/log.ts';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');

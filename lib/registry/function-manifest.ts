@@ -3,6 +3,7 @@
 // in the other; every rejection names the field so operators can fix it without guessing.
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseDuration } from '../config/duration.ts';
+import { ID_PATTERN, ID_RULE, isDns1123Label, isDns1123Subdomain } from './names.ts';
 import { NO_SCALING, type Endpoint, type FunctionSpec, type FunctionVersionSpec, type ScaleTarget, type ScalingSpec, type VersionBackend } from './types.ts';
 
 export const FUNCTION_API_VERSION = 'fngate.dev/v1alpha1';
@@ -44,13 +45,7 @@ export function isPlainObject(value: unknown): value is PlainObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Function and version ids, as clients send them in `function-id` metadata. */
-export const ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
-export const ID_RULE = 'must be 1-128 characters of A-Za-z0-9._-';
-
-// Kubernetes name rules, so a file that loads locally also passes `kubectl apply`.
-export const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// Kubernetes name rules beyond DNS-1123 (names.ts), so a file that loads locally also passes `kubectl apply`.
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const IANA_SVC_NAME = /^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
 const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
@@ -132,11 +127,11 @@ export function parseFunctionManifest(doc: unknown, origin: string): FunctionSpe
   // Other metadata (labels, uid, managedFields...) is Kubernetes' business, not ours.
   const metadata = c.object(root['metadata'], ['metadata']);
   const name = c.string(metadata['name'], ['metadata', 'name']);
-  if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
+  if (!isDns1123Subdomain(name)) {
     c.fail(['metadata', 'name'], `${JSON.stringify(name)} must be a DNS-1123 subdomain (lower-case a-z, 0-9, '-', '.'; at most 253 characters)`);
   }
   const namespace = isAbsent(metadata['namespace']) ? 'default' : c.string(metadata['namespace'], ['metadata', 'namespace']);
-  if (namespace.length > 63 || !DNS1123_LABEL.test(namespace)) {
+  if (!isDns1123Label(namespace)) {
     c.fail(['metadata', 'namespace'], `${JSON.stringify(namespace)} must be a DNS-1123 label (lower-case a-z, 0-9, '-'; at most 63 characters)`);
   }
 
@@ -209,7 +204,7 @@ function parseScaleTarget(value: unknown, path: FieldPath, c: FieldChecker): Sca
   const kind = isAbsent(ref['kind']) ? 'Deployment' : c.string(ref['kind'], [...path, 'kind']);
   if (kind !== 'Deployment') c.fail([...path, 'kind'], `must be Deployment, not ${JSON.stringify(kind)}`);
   const name = c.string(ref['name'], [...path, 'name']);
-  if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} must be a Deployment name (DNS-1123 subdomain)`);
+  if (!isDns1123Subdomain(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} must be a Deployment name (DNS-1123 subdomain)`);
   const minReplicas = optionalCount(ref, 'minReplicas', path, 0, 0, c);
   const maxReplicas = optionalCount(ref, 'maxReplicas', path, Math.max(minReplicas, 1), 1, c);
   if (maxReplicas < minReplicas) c.fail([...path, 'maxReplicas'], `${maxReplicas} is below minReplicas ${minReplicas}`);

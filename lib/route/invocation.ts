@@ -1,7 +1,7 @@
 // Request metadata -> what is being invoked: function id, optional version, optional session id.
 import type { RequestHeaders } from '../telemetry/events.ts';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
-import { ID_PATTERN, ID_RULE } from '../registry/function-manifest.ts';
+import { ID_PATTERN, ID_RULE } from '../registry/names.ts';
 import { SESSION_COOKIE, SESSION_HEADER } from '../sessions/session.ts';
 
 export interface Invocation {

@@ -18,7 +18,7 @@ import { SessionKeyRing } from '../sessions/session-token.ts';
 import { loadSessionKeys, watchSessionKeys } from '../sources/file/session-key-file.ts';
 import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
 import { loadFunctionsDir, watchFunctionsDir } from '../sources/file/functions-dir.ts';
-import type { Closable } from '../sources/file/watch.ts';
+import type { Closable } from '../files/watch.ts';
 import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';

@@ -50,7 +50,9 @@ t.test('invalid key files name the file, line and field', async (t) => {
     [`keys:\n${ok}${entry('bob', 'g'.repeat(64), '"*"')}`, 'keys.yaml:6: keys[1].sha256: must be 64 hex characters (the SHA-256 of the key)'],
     [`keys:\n${ok}${entry('bob', H1.toUpperCase(), '"*"')}`, 'keys.yaml:6: keys[1].sha256: same key as "alice"'],
     [`keys:\n  - sha256: "${H1}"\n    functions: "*"\n`, 'keys.yaml:2: keys[0].name: required'],
-    [`keys:\n${entry('has space', H1, '"*"')}`, 'keys.yaml:2: keys[0].name: must be 1-253 visible ASCII characters (no spaces)'],
+    [`keys:\n${entry('has space', H1, '"*"')}`, 'keys.yaml:2: keys[0].name: "has space" must be lower-case a-z, 0-9, \'-\', \'.\' (a DNS-1123 name of at most 242 characters; it also names the key\'s Secret)'],
+    // One name rule for keys files, Secrets and `fngate keys create`: a name moves between them unchanged.
+    [`keys:\n${entry('Alice', H1, '"*"')}`, 'keys.yaml:2: keys[0].name: "Alice" must be lower-case a-z, 0-9, \'-\', \'.\' (a DNS-1123 name of at most 242 characters; it also names the key\'s Secret)'],
     [`keys:\n  - name: a\n    functions: "*"\n`, 'keys.yaml:2: keys[0].sha256: required'],
     [`keys:\n  - name: a\n    sha256: "${H1}"\n`, 'keys.yaml:2: keys[0].functions: required (a list of function ids, or "*")'],
     [`keys:\n${entry('a', H1, '[]')}`, 'keys.yaml:4: keys[0].functions: must not be empty (list function ids, or "*" for all)'],

@@ -3,16 +3,13 @@
 //     - name: alice
 //       sha256: <64 hex chars>        # SHA-256 of the key; the key itself is never stored
 //       functions: [fn-a, fn-b]       # or "*" (all functions)
+import { isKeyName, isSha256Hex, keyFunctions, KEY_NAME_RULE, SHA256_RULE } from '../../registry/api-key-format.ts';
 import { ManifestError, fieldChecker } from '../../registry/function-manifest.ts';
 import type { ApiKeyRecord } from '../../registry/types.ts';
 import type { Logger } from '../../telemetry/log.ts';
 import { locateError, parseYamlFile } from './yaml-file.ts';
-import { readTextFile, watchTextFile } from './watch.ts';
-import type { Closable, WatchTiming } from './watch.ts';
-
-// Names reach functions as the `fngate-subject` header and appear in logs: visible ASCII only.
-const KEY_NAME = /^[\x21-\x7e]{1,253}$/;
-const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+import { readTextFile, watchTextFile } from '../../files/watch.ts';
+import type { Closable, WatchTiming } from '../../files/watch.ts';
 
 /** Validates the parsed document of a keys file. */
 export function parseApiKeys(doc: unknown, origin: string): ApiKeyRecord[] {
@@ -31,12 +28,12 @@ export function parseApiKeys(doc: unknown, origin: string): ApiKeyRecord[] {
     c.onlyKnown(entry, path, ['name', 'sha256', 'functions']);
 
     const name = c.string(entry['name'], [...path, 'name']);
-    if (!KEY_NAME.test(name)) c.fail([...path, 'name'], 'must be 1-253 visible ASCII characters (no spaces)');
+    if (!isKeyName(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} ${KEY_NAME_RULE}`);
     if (byName.has(name)) c.fail([...path, 'name'], `duplicate ${JSON.stringify(name)}`);
     byName.add(name);
 
     const hex = c.string(entry['sha256'], [...path, 'sha256']);
-    if (!SHA256_HEX.test(hex)) c.fail([...path, 'sha256'], 'must be 64 hex characters (the SHA-256 of the key)');
+    if (!isSha256Hex(hex)) c.fail([...path, 'sha256'], SHA256_RULE);
     const sha256 = hex.toLowerCase();
     const owner = byHash.get(sha256);
     if (owner !== undefined) c.fail([...path, 'sha256'], `same key as ${JSON.stringify(owner)}`);
@@ -49,7 +46,7 @@ export function parseApiKeys(doc: unknown, origin: string): ApiKeyRecord[] {
     if (!Array.isArray(raw)) return c.fail(fp, 'must be a list of function ids, or "*"');
     if (raw.length === 0) c.fail(fp, 'must not be empty (list function ids, or "*" for all)');
     const ids = raw.map((id: unknown, j) => (id === '*' ? id : c.id(id, [...fp, j])));
-    return { name, sha256, functions: ids.includes('*') ? '*' : new Set(ids) };
+    return { name, sha256, functions: keyFunctions(ids).functions };
   });
 }
 

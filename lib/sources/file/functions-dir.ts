@@ -6,8 +6,8 @@ import { ManifestError, parseFunctionManifest } from '../../registry/function-ma
 import type { FunctionSpec } from '../../registry/types.ts';
 import type { Logger } from '../../telemetry/log.ts';
 import { locateError, parseYamlFile } from './yaml-file.ts';
-import { statSignature, watchDirectory } from './watch.ts';
-import type { Closable, WatchTiming } from './watch.ts';
+import { statSignature, watchDirectory } from '../../files/watch.ts';
+import type { Closable, WatchTiming } from '../../files/watch.ts';
 
 // Dotfiles are skipped: editor swap files, and Kubernetes ConfigMap mounts' ..data dirs.
 const isManifestName = (name: string): boolean => !name.startsWith('.') && /\.ya?ml$/i.test(name);

@@ -3,7 +3,7 @@
 // --session-linger). Re-read when it changes, as a mounted Secret is updated in place.
 import { parseSessionSecrets, SessionKeyRing } from '../../sessions/session-token.ts';
 import type { Logger } from '../../telemetry/log.ts';
-import { readTextFile, watchTextFile, type Closable, type WatchTiming } from './watch.ts';
+import { readTextFile, watchTextFile, type Closable, type WatchTiming } from '../../files/watch.ts';
 
 /** The key file as read at start-up; its text goes to watchSessionKeys so it is not read and applied twice. */
 export interface LoadedSessionKeys {

@@ -3,13 +3,10 @@
 // fngate.dev/functions = comma-separated function ids or "*". A bad Secret is skipped with
 // a warning naming it; it never takes other keys down with it.
 import type { V1Secret } from '@kubernetes/client-node';
-import { KEY_SECRET_FUNCTIONS_ANNOTATION, KEY_SECRET_LABEL, KEY_SECRET_NAME_PREFIX } from '../../auth/api-key-create.ts';
-import { ID_PATTERN } from '../../registry/function-manifest.ts';
+import { isSha256Hex, keyFunctions, KEY_SECRET_FUNCTIONS_ANNOTATION, KEY_SECRET_NAME_PREFIX, SHA256_RULE } from '../../registry/api-key-format.ts';
 import type { ApiKeyRecord } from '../../registry/types.ts';
 import type { Logger } from '../../telemetry/log.ts';
 
-export const API_KEY_SELECTOR = `${KEY_SECRET_LABEL}=true`;
-const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
 /** Warned-about Secrets (namespace/name@resourceVersion), so each bad version is logged once. */
 const warned = new Set<string>();
@@ -37,17 +34,17 @@ export function parseKeySecret(secret: V1Secret): ApiKeyRecord | string {
   const encoded = secret.data?.['sha256'];
   if (encoded === undefined) return 'data.sha256: required (hex SHA-256 of the key)';
   const hex = Buffer.from(encoded, 'base64').toString('utf8').trim();
-  if (!SHA256_HEX.test(hex)) return 'data.sha256: must be 64 hex characters (the SHA-256 of the key)';
+  if (!isSha256Hex(hex)) return `data.sha256: ${SHA256_RULE}`;
   const annotation = secret.metadata?.annotations?.[KEY_SECRET_FUNCTIONS_ANNOTATION];
   if (annotation === undefined) return `metadata.annotations["${KEY_SECRET_FUNCTIONS_ANNOTATION}"]: required (function ids, or *)`;
   const ids = annotation.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (ids.length === 0) return `metadata.annotations["${KEY_SECRET_FUNCTIONS_ANNOTATION}"]: empty (list function ids, or *)`;
-  const bad = ids.find((id) => id !== '*' && !ID_PATTERN.test(id));
+  const { functions, bad } = keyFunctions(ids);
   if (bad !== undefined) return `metadata.annotations["${KEY_SECRET_FUNCTIONS_ANNOTATION}"]: ${JSON.stringify(bad)} is not a function id`;
   return {
-    // `fngate keys create --output secret` names the Secret fngate-key-<key name>.
+    // A Secret name is a DNS-1123 name, so the key name (the rest after the prefix) is one too.
     name: name.startsWith(KEY_SECRET_NAME_PREFIX) ? name.slice(KEY_SECRET_NAME_PREFIX.length) : name,
     sha256: hex.toLowerCase(),
-    functions: ids.includes('*') ? '*' : new Set(ids),
+    functions,
   };
 }

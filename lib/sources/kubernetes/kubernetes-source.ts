@@ -20,7 +20,8 @@ import type { Registry, ServiceEndpointLookup } from '../../registry/registry.ts
 import type { FunctionSpec } from '../../registry/types.ts';
 import type { ReplicaRank } from '../../sessions/cap-share.ts';
 import type { Logger } from '../../telemetry/log.ts';
-import { apiKeysFromSecrets, API_KEY_SELECTOR } from './api-key-secrets.ts';
+import { KEY_SECRET_SELECTOR } from '../../registry/api-key-format.ts';
+import { apiKeysFromSecrets } from './api-key-secrets.ts';
 import { endpointLookup } from './endpoint-index.ts';
 import { desiredStatus, sameStatus, type FunctionCondition, type FunctionState } from './function-status.ts';
 import { LeaseElector, statusOf } from './lease.ts';
@@ -116,11 +117,11 @@ export class KubernetesSource {
       name: 'secrets',
       kubeConfig: kc,
       path: scope('/api/v1/secrets'),
-      labelSelector: API_KEY_SELECTOR,
+      labelSelector: KEY_SECRET_SELECTOR,
       list: () =>
         ns === undefined
-          ? core.listSecretForAllNamespaces({ labelSelector: API_KEY_SELECTOR })
-          : core.listNamespacedSecret({ namespace: ns, labelSelector: API_KEY_SELECTOR }),
+          ? core.listSecretForAllNamespaces({ labelSelector: KEY_SECRET_SELECTOR })
+          : core.listNamespacedSecret({ namespace: ns, labelSelector: KEY_SECRET_SELECTOR }),
       onChange: () => opts.registry.replaceApiKeys(apiKeysFromSecrets(this.#secrets.objects(), log), 'kubernetes'),
       log,
     });

@@ -1,4 +1,4 @@
-// Change detection for the file sources: fs.watch on a directory for a prompt reaction,
+// Change detection for files the gateway reads (Function and key files, TLS certificates, JWKS): fs.watch on a directory for a prompt reaction,
 // plus a periodic check because inotify misses some replacements (renames across mounts,
 // Kubernetes' ..data symlink swaps, network filesystems). Both only *trigger* `check`,
 // which decides by itself whether anything really changed.
@@ -6,7 +6,7 @@ import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { Logger } from '../../telemetry/log.ts';
+import type { Logger } from '../telemetry/log.ts';
 
 export interface WatchTiming {
   /** Quiet time after the last fs event before checking (editors write in bursts). */
