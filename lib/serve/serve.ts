@@ -22,7 +22,7 @@ import type { Closable } from '../files/watch.ts';
 import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
-import { DEFAULT_UPSTREAM_LIMITS } from '../upstreams/upstream-connection.ts';
+import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
 import { setUpProcess } from '../runtime/process-setup.ts';
 import { startExternalScaler, type RunningScaler } from '../scaling/external-scaler.ts';
@@ -94,9 +94,14 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   // Exceptions in upstream stream handlers are reported once telemetry exists (it is made below).
   let reportInternalError: (where: string, err: unknown) => void = () => {};
   let reportWaitEnded: (functionId: string, versionId: string, outcome: WaitOutcome, waitedMs: number) => void = () => {};
+  const upstreamTuning: UpstreamTuning = {
+    limits: DEFAULT_UPSTREAM_LIMITS,
+    counters: h2Counters.upstream,
+    onInternalError: (where, err) => reportInternalError(where, err),
+  };
   const sessions = new SessionManager({
     lingerMs: config.sessionLingerMs,
-    upstream: { limits: DEFAULT_UPSTREAM_LIMITS, counters: h2Counters.upstream, onInternalError: (where, err) => reportInternalError(where, err) },
+    openUpstream: (endpoint) => new UpstreamConnection(endpoint, upstreamTuning),
     keys,
     lookup: (id) => registry.getFunction(id),
     onWaitEnded: (functionId, versionId, outcome, waitedMs) => reportWaitEnded(functionId, versionId, outcome, waitedMs),

@@ -4,7 +4,7 @@
 import { formatDuration } from '../config/duration.ts';
 import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
-import { UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
+import type { UpstreamConnection } from '../upstreams/upstream-connection.ts';
 import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
 import { PendingSession, type SessionWaiter, type WaitOutcome } from './pending-session.ts';
@@ -14,7 +14,8 @@ import { VersionLoad } from './version-load.ts';
 
 export interface SessionManagerOptions {
   readonly lingerMs: number;
-  readonly upstream: UpstreamTuning;
+  /** Opens a session's own upstream connection to its endpoint (the sessions layer does no I/O itself). */
+  readonly openUpstream: (endpoint: Endpoint) => UpstreamConnection;
   /** Seals and opens session ids; shared by every replica for resume anywhere. */
   readonly keys: SessionKeyRing;
   /** The registry as routing sees it now: waiting sessions are bound against it. */
@@ -313,7 +314,7 @@ export class SessionManager {
       functionId: record.functionId,
       versionId: record.versionId,
       endpoint,
-      upstream: new UpstreamConnection(endpoint, this.#opts.upstream),
+      upstream: this.#opts.openUpstream(endpoint),
     };
     if (sealed) {
       session.token = sealed.token;

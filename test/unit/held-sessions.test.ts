@@ -12,7 +12,7 @@ import { PendingSession, type SessionWaiter, type WaitOutcome } from '../../lib/
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import type { Session } from '../../lib/sessions/session.ts';
 import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
-import { DEFAULT_UPSTREAM_LIMITS } from '../../lib/upstreams/upstream-connection.ts';
+import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection } from '../../lib/upstreams/upstream-connection.ts';
 
 const spec = (endpoints: string[], maxPendingSessions = 100): FunctionSpec => ({
   name: 'f',
@@ -31,7 +31,7 @@ function fixture(maxPendingSessions = 100) {
   const ended: WaitOutcome[] = [];
   const manager = new SessionManager({
     lingerMs: 1000,
-    upstream: { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} },
+    openUpstream: (endpoint) => new UpstreamConnection(endpoint, { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} }),
     keys: SessionKeyRing.random(),
     lookup: (id) => registry.getFunction(id),
     onWaitEnded: (_f, _v, outcome) => ended.push(outcome),

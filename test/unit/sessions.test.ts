@@ -6,7 +6,7 @@ import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { isGrpcError, Status } from '../../lib/grpc/status.ts';
 import { newCounters } from '../../lib/h2/limits.ts';
-import { DEFAULT_UPSTREAM_LIMITS, type UpstreamTuning } from '../../lib/upstreams/upstream-connection.ts';
+import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection, type UpstreamTuning } from '../../lib/upstreams/upstream-connection.ts';
 
 const upstreamTuning: UpstreamTuning = { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} };
 import { NO_SCALING, type Endpoint, type FunctionSpec, type RoutableFunction } from '../../lib/registry/types.ts';
@@ -50,7 +50,7 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
     origin: 'test',
   });
   registry.replaceFunctions([spec('v1', { v1: ports, v2: [9] })]);
-  const manager = new SessionManager({ lingerMs, upstream: upstreamTuning, keys });
+  const manager = new SessionManager({ lingerMs, openUpstream: (endpoint) => new UpstreamConnection(endpoint, upstreamTuning), keys });
   const fn = (): RoutableFunction => registry.getFunction('fn') as RoutableFunction;
   /** Connections told that a pinned endpoint went away, by index of creation. */
   const gone: number[] = [];
