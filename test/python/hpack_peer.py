@@ -32,7 +32,11 @@ def encode(req):
     blocks = []
     for step in req["steps"]:
         if "tableSize" in step:
-            encoder.header_table_size = step["tableSize"]
+            # hpack 4.1.0's table clears its pending size update when the same size is set
+            # again (resized = new != old), then uses the new size unannounced, against RFC 7541
+            # 4.2. A second SETTINGS of the same value changes nothing, so it is not passed on.
+            if step["tableSize"] != encoder.header_table_size:
+                encoder.header_table_size = step["tableSize"]
             continue
         fields = [(n.encode("latin1"), v.encode("latin1")) for n, v in step["fields"]]
         blocks.append(encoder.encode(fields, huffman=step.get("huffman", True)).hex())
