@@ -25,7 +25,7 @@ import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.t
 import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
 import { setUpProcess } from '../runtime/process-setup.ts';
-import { startExternalScaler, type RunningScaler } from '../scaling/external-scaler.ts';
+import type { RunningScaler } from '../scaling/external-scaler.ts';
 import { SessionTotals } from '../scaling/session-totals.ts';
 
 export interface RunningGateway {
@@ -217,6 +217,8 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
 
     let scaler: RunningScaler | undefined;
     if (config.scalerListen !== undefined) {
+      // Loaded only when served: grpc-js and protobufjs weigh ~30 MiB of resident memory.
+      const { startExternalScaler } = await import('../scaling/external-scaler.ts');
       scaler = await startExternalScaler({ address: config.scalerListen, totals, lookup: (id) => registry.getFunction(id), log });
       const running = scaler;
       // Closed last: KEDA still asks while this replica drains.
