@@ -6,8 +6,8 @@
 #   final   node + dist/ + protos/ + production node_modules + mimalloc; runs as uid 1000
 # The chart runs `node /app/dist/cmd/fngate.js serve --kubernetes --config ...`; the image's
 # default command is the same program (`docker run IMAGE local` starts the local demo).
-# test/helm/image.test.ts (`make image-check`) runs these steps without Docker. Keep every
-# RUN free of absolute paths: that test runs each one in a scratch directory.
+# `make image` builds it with Docker or podman; `make image-test` (test/image/image.test.ts)
+# runs it as the chart does.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
@@ -25,7 +25,10 @@ RUN node node_modules/typescript/bin/tsc -p tsconfig.json
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# TypeScript declarations, sources and source maps are never loaded at run time (Node does not
+# run .ts from node_modules): a third of the production dependencies' bytes (~32 MB).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && \
+    find node_modules -type f \( -name '*.ts' -o -name '*.mts' -o -name '*.cts' -o -name '*.map' \) -delete
 
 # The library file alone, for the image's architecture: download and unpack, no install.
 FROM ${NODE_IMAGE} AS malloc

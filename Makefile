@@ -35,8 +35,8 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools keda-files
-	npm test
+test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools keda-files image
+	FNGATE_IMAGE=$(IMAGE) npm test
 
 clean:
 	rm -rf dist .tap
@@ -54,3 +54,4 @@ include make/helm.mk
 include make/telemetry.mk
 include make/fuzz.mk
 include make/keda.mk
+include make/image.mk

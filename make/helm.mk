@@ -9,9 +9,6 @@
 # helm.sh/helm/v4`, paste the newest here. Needs Go >= its go.mod's `go` line
 # (GOTOOLCHAIN=local: no toolchain download). -X sets the version `helm version` reports
 # (a `go install` build would otherwise leave it empty).
-#
-# Also here: `make image` (the container image, Dockerfile) and `make image-check` (the
-# Dockerfile's steps outside Docker, for machines without a Docker engine).
 
 HELM_VERSION := v4.3.1
 HELM := $(GOBIN)/helm
@@ -22,7 +19,7 @@ HELM_STAMP := $(CACHE)/stamps/helm-$(HELM_VERSION)
 HELM_BUILD_NICE ?= nice -n 19
 HELM_BUILD_P ?= $(if $(CI),2,1)
 
-.PHONY: helm-tools image image-check _tools_force
+.PHONY: helm-tools _tools_force
 helm-tools: $(HELM_STAMP)
 
 $(HELM_STAMP): $(if $(realpath $(HELM)),,_tools_force)
@@ -30,23 +27,3 @@ $(HELM_STAMP): $(if $(realpath $(HELM)),,_tools_force)
 	  -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
 	  helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	@mkdir -p $(@D) && rm -f $(@D)/helm-* && touch $@
-
-# The container image. IMAGE is what the chart's values.yaml `image.repository:tag` names.
-IMAGE ?= fngate:$(shell node -p 'require("./package.json").version')
-DOCKER ?= docker
-
-image:
-	@if ! command -v $(DOCKER) >/dev/null 2>&1; then \
-	  echo "make image: no '$(DOCKER)' command on this machine; install Docker (or set DOCKER=podman)." >&2; \
-	  echo "  'make image-check' runs the Dockerfile's steps without Docker." >&2; exit 1; fi
-	@if ! $(DOCKER) info >/dev/null 2>&1; then \
-	  echo "make image: '$(DOCKER)' is installed but cannot reach a container engine (is the Docker daemon running?)." >&2; \
-	  echo "  'make image-check' runs the Dockerfile's steps without Docker." >&2; exit 1; fi
-	$(DOCKER) build -t $(IMAGE) .
-
-# The Dockerfile's steps without Docker (test/helm/image.test.ts, also part of `make test`):
-# every stage's COPY and RUN in scratch directories (npm ci, tsc, npm ci --omit=dev), then
-# the final stage's fngate started from there with production dependencies only: --help,
-# keys create, every dist/lib module imported, `fngate local` answering a grpcurl call.
-image-check: deps $(CURDIR)/.cache tools
-	tap test/helm/image.test.ts

@@ -1,5 +1,5 @@
 // Which malloc the start-up line reports (lib/runtime/allocator.ts). The image's own preload is
-// checked end to end by test/helm/image.test.ts; here, the reading of a maps file.
+// checked end to end by test/image/image.test.ts; here, the reading of a maps file.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
