@@ -35,7 +35,7 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools keda-files image
+test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools upstream-files image
 	FNGATE_IMAGE=$(IMAGE) npm test
 
 clean:
@@ -53,5 +53,5 @@ include make/bench.mk
 include make/helm.mk
 include make/telemetry.mk
 include make/fuzz.mk
-include make/keda.mk
+include make/upstream-files.mk
 include make/image.mk

@@ -8,12 +8,15 @@
 // server's own authorizer answers (`kubectl auth can-i`). No controllers run, so the
 // Deployment never gets pods; that is fine here.
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHART_DIR as CHART, helmIn, requireHelm } from '../helpers/helm.ts';
 import type { Values } from '../helpers/helm.ts';
+import { REPO_ROOT } from '../helpers/gateway.ts';
 import { startKubeApiServer } from '../helpers/kube.ts';
+
+const GATEWAY_API_DIR = join(REPO_ROOT, '.cache/gateway-api-v1.6.3');
 
 requireHelm();
 
@@ -206,6 +209,9 @@ t.test('kubectl apply --dry-run=server accepts every main combination', async (t
   await kube.kubectlOk(['apply', '-f', '-'], { input: standInCrd('cert-manager.io', 'Certificate', 'certificates') });
   await kube.kubectlOk(['apply', '-f', '-'], { input: standInCrd('monitoring.coreos.com', 'ServiceMonitor', 'servicemonitors') });
   await kube.kubectlOk(['wait', '--for=condition=Established', 'crd/certificates.cert-manager.io', 'crd/servicemonitors.monitoring.coreos.com']);
+  // The Gateway API's own CRDs (standard channel, from its Go module: make upstream-files).
+  for (const file of readdirSync(GATEWAY_API_DIR).filter((f) => f.endsWith('.yaml'))) await kube.kubectlOk(['apply', '--server-side', '-f', join(GATEWAY_API_DIR, file)]);
+  await kube.kubectlOk(['wait', '--for=condition=Established', 'crd/tlsroutes.gateway.networking.k8s.io', 'crd/tcproutes.gateway.networking.k8s.io']);
   await kube.kubectlOk(['create', 'namespace', 'dry']);
   // The `helm test` Pod runs as the namespace's default ServiceAccount, which a real
   // cluster's ServiceAccount controller creates (none runs here).
@@ -219,6 +225,9 @@ t.test('kubectl apply --dry-run=server accepts every main combination', async (t
     ['namespace-scoped', { watchNamespace: 'team-a' }],
     ['ServiceMonitor + NetworkPolicy', { serviceMonitor: { enabled: true }, networkPolicy: { enabled: true, egress: [{ ports: [{ port: 53, protocol: 'UDP' }] }] } }],
     ['NodePort, IPv6 bind, no PDB', { service: { type: 'NodePort' }, bindAddress: '::', podDisruptionBudget: { enabled: false } }],
+    ['KEDA scaler', { scaler: { enabled: true }, networkPolicy: { enabled: true } }],
+    ['Gateway API TLSRoute', { domain: 'example.com', service: { type: 'ClusterIP' }, gatewayApi: { enabled: true, parentRefs: [{ name: 'edge', namespace: 'infra', sectionName: 'grpc-tls' }] } }],
+    ['Gateway API TCPRoute', { tls: { enabled: false }, service: { type: 'ClusterIP', plaintext: { enabled: true } }, gatewayApi: { enabled: true, kind: 'TCPRoute', parentRefs: [{ name: 'edge', sectionName: 'grpc' }] } }],
   ];
   for (const [what, values] of combos) {
     const rendered = await helmOk(['template', 'dry', CHART, '-n', 'dry', '--include-crds', '-f', valuesFile(values)]);
@@ -238,4 +247,14 @@ t.test('the CRD in crds/ is the one the API server stores', async (t) => {
   const r = await kube.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: file });
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /functions\.fngate\.dev (unchanged|configured) \(server dry run\)/);
+});
+
+t.test('helm install with gatewayApi: the TLSRoute is served by the Gateway API CRDs', async (t) => {
+  // The CRDs came with the dry-run test above (same API server).
+  const values = valuesFile({ domain: 'example.com', service: { type: 'ClusterIP' }, gatewayApi: { enabled: true, parentRefs: [{ name: 'edge', namespace: 'infra', sectionName: 'grpc-tls' }] } });
+  await helmOk(['install', 'routed', CHART, '-n', 'routed', '--create-namespace', '--no-hooks', '-f', values]);
+  const got = await kube.kubectlOk(['-n', 'routed', 'get', 'tlsroute', '-o', 'custom-columns=NAME:.metadata.name,HOSTS:.spec.hostnames[*],BACKEND:.spec.rules[0].backendRefs[0].name,PORT:.spec.rules[0].backendRefs[0].port', '--no-headers']);
+  t.match(got.trim().split(/\s+/), ['routed-fngate', 'grpc.example.com', 'routed-fngate', '443'], 'kubectl get tlsroute');
+  await helmOk(['uninstall', 'routed', '-n', 'routed']);
+  t.equal((await kube.kubectl(['-n', 'routed', 'get', 'tlsroute', 'routed-fngate'])).code, 1, 'gone with the release');
 });

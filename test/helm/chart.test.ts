@@ -523,7 +523,44 @@ const BAD: { what: string; values: Values; message: RegExp; template?: true }[] 
   { what: 'cert-manager without names', values: { tls: { certManager: { enabled: true, issuerRef: { name: 'le' } } } }, message: /tls\.certManager\.enabled=true needs the certificate's names: set domain/, template: true },
   { what: 'autoscaling min > max', values: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } }, message: /autoscaling\.minReplicas \(5\) is greater than autoscaling\.maxReplicas \(2\)/, template: true },
   { what: 'both PDB bounds', values: { podDisruptionBudget: { minAvailable: 1 } }, message: /podDisruptionBudget: set minAvailable or maxUnavailable, not both/, template: true },
+  { what: 'a route kind the Gateway API has no passthrough for', values: { gatewayApi: { enabled: true, kind: 'HTTPRoute' } }, message: /at '\/gatewayApi\/kind': value must be one of 'TLSRoute', 'TCPRoute'/ },
+  { what: 'a parentRef without a name', values: { gatewayApi: { parentRefs: [{ namespace: 'infra' }] } }, message: /at '\/gatewayApi\/parentRefs\/0': missing property 'name'/ },
+  { what: 'a route to no Gateway', values: { domain: 'example.com', gatewayApi: { enabled: true } }, message: /gatewayApi\.enabled=true needs gatewayApi\.parentRefs/, template: true },
+  { what: 'TLS passthrough without TLS', values: { tls: { enabled: false }, service: { plaintext: { enabled: true } }, gatewayApi: { enabled: true, parentRefs: [{ name: 'edge' }], hostnames: ['grpc.example.com'] } }, message: /gatewayApi\.kind=TLSRoute passes TLS through .* needs tls\.enabled=true/, template: true },
+  { what: 'a TLSRoute without SNI names', values: { gatewayApi: { enabled: true, parentRefs: [{ name: 'edge' }] } }, message: /gatewayApi\.kind=TLSRoute needs the SNI names it routes/, template: true },
 ];
+
+t.test('scaler.enabled: the KEDA scaler port, Service, config and RBAC', async (t) => {
+  const off = await render();
+  t.notOk(kinds(off).includes('Service/fngate-scaler'), 'no scaler Service by default');
+  t.notMatch(JSON.stringify(find(off, 'ClusterRole')), /scaledobjects/, 'no ScaledObject rights by default');
+  const on = await render({ scaler: { enabled: true } });
+  const svc = find(on, 'Service', `${FULLNAME}-scaler`) as K8sObject & { spec: { type: string; ports: { port: number; targetPort: string }[] } };
+  t.same([svc.spec.type, svc.spec.ports[0]?.port, svc.spec.ports[0]?.targetPort], ['ClusterIP', 9443, 'scaler']);
+  t.match(JSON.stringify(find(on, 'ClusterRole')), /"apiGroups":\["keda.sh"\],"resources":\["scaledobjects"\],"verbs":\["list","create","patch","delete"\]/);
+  const config = String((find(on, 'ConfigMap') as K8sObject & { data: Record<string, string> }).data['config.yaml']);
+  t.match(config, /^scaler-listen: 0\.0\.0\.0:9443$/m);
+  t.match(config, new RegExp(`^scaler-address: ${FULLNAME}-scaler\\.${NS}\\.svc:9443$`, 'm'));
+});
+
+t.test('gatewayApi: a TLSRoute (TLS passthrough) or a TCPRoute to the Service', async (t) => {
+  const parentRefs = [{ name: 'edge', namespace: 'infra', sectionName: 'grpc-tls' }];
+  const tlsRoute = find(await render({ domain: 'example.com', gatewayApi: { enabled: true, parentRefs } }), 'TLSRoute') as K8sObject & { spec: Record<string, unknown> };
+  t.equal(tlsRoute.apiVersion, 'gateway.networking.k8s.io/v1');
+  t.same(tlsRoute.spec, {
+    parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge', namespace: 'infra', sectionName: 'grpc-tls' }],
+    hostnames: ['grpc.example.com'],
+    rules: [{ backendRefs: [{ name: FULLNAME, port: 443 }] }],
+  }, 'SNI grpc.<domain> to the TLS port: fngate terminates TLS itself');
+  const named = find(await render({ gatewayApi: { enabled: true, parentRefs, hostnames: ['a.example.com', 'b.example.com'] } }), 'TLSRoute') as K8sObject & { spec: { hostnames: string[] } };
+  t.same(named.spec.hostnames, ['a.example.com', 'b.example.com']);
+  const tcp = find(await render({ tls: { enabled: false }, service: { type: 'ClusterIP', plaintext: { enabled: true } }, gatewayApi: { enabled: true, kind: 'TCPRoute', parentRefs: [{ name: 'edge', port: 10081 }] } }), 'TCPRoute') as K8sObject & { spec: Record<string, unknown> };
+  t.same(tcp.spec, {
+    parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge', port: 10081 }],
+    rules: [{ backendRefs: [{ name: FULLNAME, port: 10081 }] }],
+  }, 'a TCPRoute has no hostnames; without TLS it goes to the plaintext port');
+  t.notOk((await render()).some((o) => o.kind === 'TLSRoute' || o.kind === 'TCPRoute'), 'no route by default');
+});
 
 t.test('bad values are refused with clear messages', async (t) => {
   for (const bad of BAD) {

@@ -103,6 +103,17 @@ message names the values at fault and what to do.
 {{- if and $v.autoscaling.enabled $v.autoscaling.targetMemoryUtilizationPercentage (not (dig "requests" "memory" "" $v.resources)) }}
 {{- fail "autoscaling.targetMemoryUtilizationPercentage needs resources.requests.memory (utilization is a share of the request)" }}
 {{- end }}
+{{- if $v.gatewayApi.enabled }}
+{{- if not $v.gatewayApi.parentRefs }}
+{{- fail "gatewayApi.enabled=true needs gatewayApi.parentRefs: the Gateway (name, namespace) and its listener (sectionName) the route attaches to" }}
+{{- end }}
+{{- if and (eq $v.gatewayApi.kind "TLSRoute") (not $v.tls.enabled) }}
+{{- fail "gatewayApi.kind=TLSRoute passes TLS through to the gateway's own TLS listener: it needs tls.enabled=true (or use kind TCPRoute)" }}
+{{- end }}
+{{- if and (eq $v.gatewayApi.kind "TLSRoute") (not $v.gatewayApi.hostnames) (not $v.domain) }}
+{{- fail "gatewayApi.kind=TLSRoute needs the SNI names it routes: set domain (for grpc.<domain>) or gatewayApi.hostnames" }}
+{{- end }}
+{{- end }}
 {{- $p := $v.ports }}
 {{- if or (eq (int $p.h2c) (int $p.tls)) (eq (int $p.h2c) (int $p.admin)) (eq (int $p.tls) (int $p.admin)) }}
 {{- fail (printf "ports.h2c (%d), ports.tls (%d) and ports.admin (%d) must differ" (int $p.h2c) (int $p.tls) (int $p.admin)) }}
