@@ -17,7 +17,7 @@ npm_version=$(npm --version)
 
 rm -rf "$work/rootfs" && mkdir -p "$work"
 echo "image-base: debootstrap bookworm (minbase) into $work/rootfs"
-debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
+debootstrap --variant=minbase --include=libatomic1 bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
   { tail -20 "$work/debootstrap.log" >&2; exit 1; }
 root=$work/rootfs
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
