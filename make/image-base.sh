@@ -2,8 +2,9 @@
 # A stand-in for the official Node image, for machines that cannot reach its registry: a Debian
 # bookworm minbase root filesystem from debootstrap, the official Node binary the npm `node`
 # package ships (the project's own node@ devDependency), npm from the npm registry, this
-# machine's CA bundle (so npm and apt inside trust what this machine trusts) and the Node
-# image's unprivileged user 1000 ("node"), imported into podman as a local image.
+# machine's CA bundle (so npm and apt inside trust what this machine trusts), libatomic1 (which
+# Node 26 links; the Node image has it) and the Node image's unprivileged user 1000 ("node"),
+# imported into podman as a local image.
 #
 #   image-base.sh WORK_DIR IMAGE_NAME
 set -eu
