@@ -135,7 +135,7 @@ t.test('a known sequence of calls moves exactly the series it should', async (t)
   const inexact = (key: string): boolean =>
     /^(rpc_server_call_duration_seconds|fngate_rpc_time_to_first_byte_seconds)_(sum|bucket)\{/.test(key) && !key.includes('le="+Inf"')
       ? true
-      : key.startsWith('fngate_rpc_sent_bytes_total{') || key.startsWith('fngate_client_connections{') || key.startsWith('fngate_endpoint_sessions{') ||
+      : key.startsWith('fngate_rpc_sent_bytes_total{') || key.startsWith('fngate_client_connections{') || key.startsWith('fngate_endpoint_sessions{') || key.startsWith('fngate_sessions{') ||
         key.startsWith('target_info{') || key.startsWith('fngate_rpc_active_streams{') || key === refusedBytes;
   for (const [key, n] of expected) {
     if (n === 0) t.notOk(moved.has(key), `${key} unchanged`);
