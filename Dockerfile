@@ -20,7 +20,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY cmd ./cmd
 COPY lib ./lib
-RUN node node_modules/typescript/bin/tsc -p tsconfig.json
+RUN node node_modules/typescript7/bin/tsc -p tsconfig.json
 
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
