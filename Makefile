@@ -15,7 +15,7 @@ export GOMODCACHE := $(CACHE)/go/pkg/mod
 export GOBIN := $(CACHE)/bin
 export GOFLAGS := -mod=mod
 
-.PHONY: all deps build typecheck test run tools clean
+.PHONY: test-fast all deps build typecheck test run tools clean
 
 all: build
 
@@ -40,8 +40,19 @@ typecheck: deps
 run: build
 	node dist/cmd/fngate.js local
 
-test: build typecheck $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools upstream-files image
-	FNGATE_IMAGE=$(IMAGE) npm test
+# The fast tier: the typecheck and every test file that needs no Go tool, Python, API server,
+# helm or container engine (one that names such a helper or tool is left for `make test`).
+# `make test` runs it first, before it builds any of those tools.
+NEEDS_TOOLS := helpers/(python|h2spec|kube|kube-fixtures|helm|hpack-peer|keda)\.ts|\.cache/|grpcurl|promtool|FNGATE_IMAGE|interop|runPython|PYTHON
+ALL_TESTS = $(shell find test -name '*.test.ts' | sort)
+FAST_TESTS = $(shell grep -L -E '$(NEEDS_TOOLS)' $(ALL_TESTS))
+SLOW_TESTS = $(filter-out $(FAST_TESTS),$(ALL_TESTS))
+
+test-fast: build typecheck
+	tap $(FAST_TESTS)
+
+test: test-fast $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools upstream-files image
+	FNGATE_IMAGE=$(IMAGE) tap $(SLOW_TESTS)
 
 clean:
 	rm -rf dist .tap

@@ -247,15 +247,3 @@ export function openFilesLimit(): number {
   return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? 1024);
 }
 
-/** A free loopback TCP port (bound then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const addr = server.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}

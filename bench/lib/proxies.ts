@@ -2,7 +2,8 @@
 // thread) and stopped. Every one listens on 127.0.0.1 and forwards to the same backend.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, start, stop, waitForOutput, waitForPort, type Started } from './proc.ts';
+import { reservePort } from '../../test/helpers/ports.ts';
+import { start, stop, waitForOutput, waitForPort, type Started } from './proc.ts';
 
 /** The default field, in the order they run. */
 export const PROXIES = ['direct', 'fngate', 'envoy', 'haproxy', 'nginx'] as const;
@@ -61,14 +62,14 @@ export async function startProxy(name: ProxyName, ctx: ProxyContext): Promise<Ru
   if (name === 'direct') {
     return { name, target: `127.0.0.1:${ctx.backendPort}`, proc: undefined, stop: async () => {} };
   }
-  const port = await freePort();
+  const port = await reservePort();
   const dir = join(ctx.work, `${name}-${++instance}`);
   mkdirSync(dir, { recursive: true });
   const values = { LISTEN_PORT: port, BACKEND_PORT: ctx.backendPort, IDLE_TIMEOUT_S: ctx.idleTimeoutS, DIR: dir, MAXCONN: ctx.maxConn, NOFILE: ctx.fdLimit };
   let proc: Started;
   switch (name) {
     case 'fngate': {
-      const admin = await freePort();
+      const admin = await reservePort();
       proc = start(ctx.cpus, process.execPath, [
         ...ctx.fngateNodeFlags,
         ctx.fngateEntry,
@@ -100,7 +101,7 @@ export async function startProxy(name: ProxyName, ctx: ProxyContext): Promise<Ru
       break;
     }
     case 'envoy': {
-      const admin = await freePort();
+      const admin = await reservePort();
       const config = join(dir, 'envoy.yaml');
       writeFileSync(config, render(readFileSync(join(CONFIGS, 'envoy.yaml'), 'utf8'), { ...values, ADMIN_PORT: admin }));
       proc = start(ctx.cpus, ctx.bin.envoy, [

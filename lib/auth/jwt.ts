@@ -216,11 +216,6 @@ class Verifier implements JwtVerifier {
     this.#dropCache();
   }
 
-  /** Number of tokens remembered (tests, metrics). */
-  get cacheSize(): number {
-    return this.#cache.size;
-  }
-
   async #verifySignature(token: string, generation: number): Promise<Principal | GrpcError> {
     let payload: JWTPayload;
     try {

@@ -24,10 +24,6 @@ export class GatewayHealth {
   #serving = true;
   readonly #watchers = new Set<H2Stream>();
 
-  get serving(): boolean {
-    return this.#serving;
-  }
-
   /** Draining: NOT_SERVING to every watcher, whose streams then end so the drain can finish. */
   stopServing(): void {
     this.#serving = false;

@@ -148,11 +148,6 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     log.warn('no --api-keys file, no JWKS and no --kubernetes Secrets: every token is refused');
   }
 
-  // Every source has been read in full before the listeners open (the Kubernetes source's
-  // start() waits for its first lists), so once listening the registry is synced; a Kubernetes
-  // view that falls behind afterwards is reported as stale, and routing goes on with it.
-  const registrySynced = true;
-
   let telemetry: GatewayTelemetry;
   try {
     telemetry = await createTelemetry({
@@ -205,7 +200,10 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     }
 
     const admin = createAdminServer({
-      ready: () => registrySynced && !gateway.draining,
+      // Every source was read in full before the listeners opened (the Kubernetes source's start()
+      // waits for its first lists), so ready means not draining; a Kubernetes view that falls
+      // behind afterwards is reported as stale, and routing goes on with it.
+      ready: () => !gateway.draining,
       metrics: async () => {
         const { text, errors } = await telemetry.metrics.render();
         if (errors.length > 0) log.warn('metrics collection errors', { errors: errors.map(String) });

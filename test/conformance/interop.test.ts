@@ -3,6 +3,7 @@
 // TLS listener. The client sends the NVCF metadata with --additional_metadata; the server
 // is a Function's only endpoint. Binaries: `make conformance-tools` (make/conformance.mk).
 import t from 'tap';
+import { reservePort } from '../helpers/ports.ts';
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -37,21 +38,6 @@ const CASES = [
   'unimplemented_method',
   'unimplemented_service',
 ] as const;
-
-/**
- * A port free on every interface a moment ago: the interop server listens on `:PORT`
- * (all interfaces) and cannot report a port 0 it was given.
- */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Resolves once 127.0.0.1:port accepts a TCP connection; rejects if `child` exits first or after `timeoutMs`. */
 async function waitForListener(port: number, child: ChildProcess, output: () => string, timeoutMs = 10_000): Promise<void> {
@@ -96,7 +82,7 @@ function runClient(args: string[], timeoutMs = 30_000): Promise<ClientRun> {
 // --- the interop server, the Function, the key, the gateway ---------------------------------
 
 const dir = t.testdir({});
-const serverPort = await freePort();
+const serverPort = await reservePort('0.0.0.0'); // it listens on all interfaces (:PORT)
 let serverOutput = '';
 const server = spawn(SERVER, [`-port=${serverPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
 server.stdout?.setEncoding('utf8').on('data', (s: string) => (serverOutput += s));
