@@ -49,7 +49,7 @@ FAST_TESTS = $(shell grep -L -E '$(NEEDS_TOOLS)' $(ALL_TESTS))
 SLOW_TESTS = $(filter-out $(FAST_TESTS),$(ALL_TESTS))
 
 test-fast: build typecheck
-	tap $(FAST_TESTS)
+	tap --jobs 4 $(FAST_TESTS)
 
 test: test-fast $(CURDIR)/.cache tools kube-tools conformance-tools helm-tools telemetry-tools upstream-files image
 	FNGATE_IMAGE=$(IMAGE) tap $(SLOW_TESTS)
