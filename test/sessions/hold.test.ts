@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { startEchoBackend, type EchoBackend } from '../helpers/backend.ts';
 import { echoClient, type CallResult, type EchoClient, type MetadataRecord } from '../helpers/echo-client.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile, type TestFunction } from '../helpers/files.ts';
+import { ECHO_PATHS } from '../helpers/echo-proto.ts';
 import { metricsText, startGateway, type GatewayProcess, type LogLine } from '../helpers/gateway.ts';
+import { grpcFrame, rawGrpcCall } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { waitFor, waitForAsync } from '../helpers/wait.ts';
 
@@ -148,8 +150,11 @@ t.test('each way a wait ends', async (t) => {
     env.series('fngate_session_waits_total', { fngate_function_id: functionId, fngate_version_id: 'v1', outcome: o });
 
   await t.test('the RPC deadline: DEADLINE_EXCEEDED', async (t) => {
-    const r = await env.client().unary(env.md('fn-cold'), {}, { deadlineMs: 400 });
-    t.equal(r.status, DEADLINE_EXCEEDED, summary(r));
+    // A raw HTTP/2 call: its grpc-timeout is the only deadline (a grpc-js client would also cancel
+    // at its own deadline, and on a loaded machine its cancel can arrive first).
+    const r = await rawGrpcCall(env.gw.h2c, { ':path': ECHO_PATHS.Unary, ...env.md('fn-cold'), 'grpc-timeout': '400m' }, [grpcFrame(Buffer.alloc(0))]);
+    t.equal(r.trailers['grpc-status'] ?? r.headers['grpc-status'], String(DEADLINE_EXCEEDED), `the gateway's own DEADLINE_EXCEEDED: ${String(r.headers['grpc-message'])}`);
+    t.match(String(r.headers['grpc-message']), /while waiting for function fn-cold version v1/);
     await waitForAsync(async () => (await outcome('fn-cold', 'deadline')) === 1, 10_000, 'the deadline counted');
     t.equal(await env.waiting('fn-cold'), 0, 'the session stopped waiting with its only call');
   });
