@@ -9,12 +9,12 @@
 # `make image` builds it with Docker or podman; `make image-test` (test/image/image.test.ts)
 # runs it as the chart does.
 
-ARG NODE_IMAGE=node:24-bookworm-slim
+ARG NODE_IMAGE=node:26-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
-# --ignore-scripts: the `node@24` devDependency only fetches a Node for dev machines (the
+# --ignore-scripts: the `node@26` devDependency only fetches a Node for dev machines (the
 # image has its own), and no other package needs an install script to build.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./

@@ -93,11 +93,14 @@ t.test(`one address may hold ${LIMIT} connections; beyond that they are refused,
   });
 
   await t.test('gRPC clients from the same address are not served', async (t) => {
-    // grpc-js fails the call at once: the GOAWAY's ENHANCE_YOUR_CALM is RESOURCE_EXHAUSTED to it.
+    // grpc-js fails the call at once. What it calls it depends on Node's http2 under it: on Node 24
+    // the GOAWAY's ENHANCE_YOUR_CALM reaches it as RESOURCE_EXHAUSTED; on Node 26 the session closes
+    // before its write ("Session closed with error code 11"), UNAVAILABLE. The GOAWAY itself is
+    // checked to the byte above.
     const c = echoClient(gw.h2c);
     t.teardown(() => c.close());
     const r = await c.unary(auth, {}, { deadlineMs: 5000 });
-    t.equal(r.status, 8, `grpc-js: RESOURCE_EXHAUSTED at once (${r.details})`);
+    t.ok(r.status === 8 || (r.status === 14 && /error code 11/.test(r.details)), `grpc-js: refused at once, ENHANCE_YOUR_CALM (${r.status} ${r.details})`);
     t.ok(r.elapsedMs < 4000, `after ${r.elapsedMs.toFixed(0)} ms`);
     // grpcio treats a connection closed at once as one to retry (with backoff), as it treats a
     // reset or a FIN: its call ends at its deadline, never served.

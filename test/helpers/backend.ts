@@ -10,6 +10,7 @@
 // Every response has initial metadata x-initial / x-initial-bin and trailers x-trailer /
 // x-trailer-bin (a trailers-only response has only the trailers).
 import * as grpc from '@grpc/grpc-js';
+import { on } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Writable } from 'node:stream';
@@ -261,7 +262,9 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
       call.sendMetadata(initialMetadata());
       let messages = 0;
       try {
-        for await (const m of call as AsyncIterable<EchoRequest>) {
+        // Events, not the stream's own async iterator: on Node 26 a for-await loop over a bidi
+        // call does not end when the client half-closes (grpc-js 1.14.7), and the call hangs.
+        for await (const [m] of on(call, 'data', { close: ['end'] }) as AsyncIterable<[EchoRequest]>) {
           messages++;
           if (!(await sleep(s.sleepMs, c))) return;
           const payload = s.echoPayload ? Buffer.from(m.payload ?? EMPTY) : EMPTY;
