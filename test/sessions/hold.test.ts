@@ -1,14 +1,15 @@
 // Held sessions (docs/reference.md, Scaling) in local mode: a Function whose version has no
 // endpoint, with scaling.holdTimeout, keeps new sessions waiting instead of answering
 // UNAVAILABLE; grpc-js and grpcio calls complete once an endpoint is added to the YAML, each
-// forwarded once, with fngate-wait-ms. Deadline, cancel, holdTimeout, a full queue, a drain and
-// a capped endpoint each end or release a wait as documented, and leave nothing waiting.
+// forwarded once, with fngate-wait-ms. Deadline, cancel, holdTimeout, a full queue, the Function's
+// removal, a drain and a capped endpoint each end or release a wait as documented, and leave
+// nothing waiting.
 import t from 'tap';
 import type { Test } from 'tap';
 import { join } from 'node:path';
 import { startEchoBackend, type EchoBackend } from '../helpers/backend.ts';
 import { echoClient, type CallResult, type EchoClient, type MetadataRecord } from '../helpers/echo-client.ts';
-import { randomKey, writeFunctionsDir, writeKeysFile, type TestFunction } from '../helpers/files.ts';
+import { randomKey, removeFunction, writeFunctionsDir, writeKeysFile, type TestFunction } from '../helpers/files.ts';
 import { ECHO_PATHS } from '../helpers/echo-proto.ts';
 import { metricsText, startGateway, type GatewayProcess, type LogLine } from '../helpers/gateway.ts';
 import { grpcFrame, rawGrpcCall } from '../helpers/http2-raw.ts';
@@ -16,12 +17,15 @@ import { runPythonClient } from '../helpers/python.ts';
 import { waitFor, waitForAsync } from '../helpers/wait.ts';
 
 const OK = 0;
+const NOT_FOUND = 5;
 const DEADLINE_EXCEEDED = 4;
 const RESOURCE_EXHAUSTED = 8;
 const UNAVAILABLE = 14;
 
 interface Env {
   gw: GatewayProcess;
+  /** The --functions directory. */
+  dir: string;
   backend: EchoBackend;
   /** A second backend, for a Function that must not share an endpoint's session count. */
   spare: EchoBackend;
@@ -69,6 +73,7 @@ async function setup(t: Test, functions: (backend: EchoBackend, spare: EchoBacke
   const waiting = (functionId: string): Promise<number> => series('fngate_sessions_waiting', { fngate_function_id: functionId, fngate_version_id: 'v1' });
   return {
     gw: running,
+    dir: fnDir,
     backend,
     spare,
     md: (functionId, extra = {}) => ({ authorization: `Bearer ${key}`, 'function-id': functionId, ...extra }),
@@ -144,6 +149,7 @@ t.test('each way a wait ends', async (t) => {
     cold('60s'),
     { ...cold('300ms'), name: 'brief', functionId: 'fn-brief' },
     { ...cold('60s', { scaling: { holdTimeout: '60s', maxPendingSessions: 1 } }), name: 'narrow', functionId: 'fn-narrow' },
+    { ...cold('60s'), name: 'gone', functionId: 'fn-gone' },
     { ...cold('60s'), name: 'capped', functionId: 'fn-capped', maxSessionsPerEndpoint: 1, versions: [{ versionId: 'v1', endpoints: [spare.address] }] },
   ]);
   const outcome = (functionId: string, o: string): Promise<number> =>
@@ -189,6 +195,17 @@ t.test('each way a wait ends', async (t) => {
     const same = first.unary(env.md('fn-narrow'));
     await env.rewrite({ ...cold('60s', { scaling: { holdTimeout: '60s', maxPendingSessions: 1 } }), name: 'narrow', functionId: 'fn-narrow', versions: [{ versionId: 'v1', endpoints: [env.backend.address] }] });
     t.same([(await held).status, (await same).status], [OK, OK], 'both calls of the waiting connection completed');
+  });
+
+  await t.test('the Function removed while a session waits: NOT_FOUND', async (t) => {
+    const call = env.client().unary(env.md('fn-gone'));
+    await env.untilWaiting('fn-gone', 1);
+    removeFunction(env.dir, 'gone');
+    const r = await call;
+    t.equal(r.status, NOT_FOUND, summary(r));
+    t.equal(r.details, 'function fn-gone version v1 was removed while sessions waited for it');
+    t.equal(await outcome('fn-gone', 'removed'), 1);
+    t.equal(await env.waiting('fn-gone'), 0, 'nothing left waiting');
   });
 
   await t.test('a capped endpoint: the next session waits for the one holding it', async (t) => {
