@@ -1,5 +1,5 @@
 // Results: per-run numbers -> min/median/max per figure and proxy, ratios to direct and to
-// Envoy, the targets for fngate, and the markdown table.
+// Envoy, fngate's performance targets, and the markdown table.
 import type { ProxyName } from './proxies.ts';
 
 export interface Figure {
@@ -176,7 +176,7 @@ export function markdown(r: ReportInput): string {
     row([f.label, ...cells]);
   }
   const t = targets(r.summary);
-  lines.push('', "fngate against the issue's targets (medians):", '');
+  lines.push('', 'fngate against its performance targets (medians):', '');
   row(['target', 'fngate', 'goal', 'met']);
   row(['---', '---:', '---', '---']);
   for (const x of t) row([x.what, x.fngate, x.goal, x.met === undefined ? 'n/a' : x.met ? 'yes' : '**no**']);

@@ -1,4 +1,4 @@
-// Validates a `Function` manifest (contract section 4) into a FunctionSpec. The same
+// Validates a `Function` manifest (docs/reference.md, Functions) into a FunctionSpec. The same
 // rules serve local files and Kubernetes objects, so a manifest that works in one works
 // in the other; every rejection names the field so operators can fix it without guessing.
 import { isIPv4, isIPv6 } from 'node:net';

@@ -52,7 +52,7 @@ t.test('defaults: --functions * and --output file; --flag=value works', async (t
   t.not(keyOf(r.err), keyOf(r2.err), 'a new key each time');
 });
 
-t.test('secret output: the Secret from contract section 5', async (t) => {
+t.test('secret output: the Secret described in docs/reference.md (Credentials)', async (t) => {
   const r = run('create', '--output', 'secret', '--name', 'ci', '--functions', 'fn-a,fn.b_2', '--namespace', 'team-a');
   t.equal(r.code, 0);
   const key = keyOf(r.err);

@@ -3,7 +3,7 @@
 // slows its sender instead of filling the gateway's memory"): a 256 MiB unary request, a 2 GiB
 // client stream, a 1 GiB server stream to a fast reader and one to a slow reader, with the
 // gateway process's resident memory (peak VmHWM and sampled VmRSS) under 150 MiB throughout
-// (the performance issue's bound; without the read-buffer reclaim it reached ~172 MiB).
+// (fngate's memory target; without the read-buffer reclaim it reached ~172 MiB).
 import t from 'tap';
 import type { Test } from 'tap';
 import { readFileSync } from 'node:fs';

@@ -15,6 +15,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { reservePort } from './ports.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -49,7 +50,7 @@ export interface KubeToken {
 export interface KubeApiServerOpts {
   /** etcd data, certs, keys, tokens, kubeconfig. Default: a new temp dir, removed by dispose(). */
   dataDir?: string;
-  /** HTTPS port on 127.0.0.1. Default: the server picks a free one (below the ephemeral range). */
+  /** HTTPS port on 127.0.0.1. Default: one from reservePort() (test/helpers/ports.ts), kept for restarts. */
   port?: number;
   /** Extra static tokens (the admin token, group system:masters, is always there). */
   tokens?: KubeToken[];
@@ -135,7 +136,7 @@ export async function startKubeApiServer(opts: KubeApiServerOpts = {}): Promise<
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'fngate-kube-'));
   const timeoutMs = opts.timeoutMs ?? 180_000;
-  let port = opts.port ?? 0;
+  const port = opts.port ?? (await reservePort());
   let logs = '';
   let current: Run | null = null;
   let ready: ReadyLine | null = null;
@@ -192,7 +193,6 @@ export async function startKubeApiServer(opts: KubeApiServerOpts = {}): Promise<
             settled = true;
             clearTimeout(timer);
             ready = line as ReadyLine;
-            port = ready.port;
             resolve();
             return;
           }

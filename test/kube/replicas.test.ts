@@ -1,4 +1,4 @@
-// Sessions with several gateway replicas on a real API server (issue: sessions at scale):
+// Sessions with several gateway replicas on a real API server:
 // a sealed session id resumes on another replica and reaches the same pod; tampered,
 // foreign, expired ids and ids of a gone endpoint get NOT_FOUND; a pinned endpoint turning
 // not-ready sends its clients' connections a GOAWAY, and grpc-js and grpcio clients go on

@@ -44,8 +44,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	mathrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -95,7 +93,7 @@ func parseFlags() (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("fngate-kube-apiserver", flag.ContinueOnError)
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory for etcd data, certs, keys, tokens and the kubeconfig; reused as is by a later start (default: a temp dir removed at exit)")
-	fs.IntVar(&o.securePort, "secure-port", 0, "kube-apiserver HTTPS port on 127.0.0.1 (0: pick a free one outside the ephemeral range)")
+	fs.IntVar(&o.securePort, "secure-port", 0, "kube-apiserver HTTPS port on 127.0.0.1 (required; the tests reserve one with test/helpers/ports.ts)")
 	fs.StringVar(&o.kubeconfigOut, "kubeconfig-out", "", "where to write the admin kubeconfig (default: DATA_DIR/kubeconfig)")
 	fs.Var(&o.tokens, "token", "extra static token `name:token[:group1,group2]` (user and uid = name); repeatable")
 	fs.Var(&o.tokenFiles, "token-file", "extra static tokens: a kube-apiserver --token-auth-file CSV (token,user,uid,\"g1,g2\"); repeatable")
@@ -108,8 +106,8 @@ func parseFlags() (*options, error) {
 		return nil, err
 	}
 	o.apiserverArgs = fs.Args() // after `--`
-	if o.securePort < 0 || o.securePort > 65535 {
-		return nil, fmt.Errorf("--secure-port %d out of range", o.securePort)
+	if o.securePort < 1 || o.securePort > 65535 {
+		return nil, fmt.Errorf("--secure-port %d: a port from 1 to 65535 is required", o.securePort)
 	}
 	return o, nil
 }
@@ -120,6 +118,7 @@ func run() int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		logf("%v", err)
 		return 2
 	}
 
@@ -153,12 +152,6 @@ func run() int {
 		return 1
 	}
 
-	if o.securePort == 0 {
-		if o.securePort, err = pickPort(); err != nil {
-			logf("picking a port: %v", err)
-			return 1
-		}
-	}
 	if o.adminToken == "" {
 		if o.adminToken, err = persistedToken(filepath.Join(o.dataDir, "admin-token")); err != nil {
 			logf("admin token: %v", err)
@@ -224,33 +217,6 @@ func run() int {
 	}
 	logf("kube-apiserver stopped (code %d)", code)
 	return code
-}
-
-// pickPort returns a free port on 127.0.0.1 BELOW the ephemeral range, so that while the
-// server is stopped (restart), an outgoing connection can't take it as its local port.
-func pickPort() (int, error) {
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				low = n
-			}
-		}
-	}
-	const base = 10000
-	for i := 0; low > base+1000 && i < 200; i++ {
-		p := base + mathrand.IntN(low-base)
-		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
-			l.Close()
-			return p, nil
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func persistedToken(path string) (string, error) {
@@ -329,28 +295,13 @@ func ensureServiceAccountKey(keyPath, pubPath string) error {
 	return writeFileAtomic(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
 }
 
-// freePort: any free port (etcd's ports may change between starts; only the API server's
-// must not).
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startEtcd(ctx context.Context, o *options) (*embed.Etcd, string, error) {
-	clientPort, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	peerPort, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
-	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
+	// Port 0: etcd listens on whatever port the kernel gives it, and the API server is told the
+	// address it got (e.Clients[0] below), so no port is picked in advance and none can be taken
+	// in between. Nothing dials the peer URL (one member) or the advertised client URL; the
+	// grpc-gateway, which would dial the listen URL as written, is off.
+	cu := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	pu := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
 
 	cfg := embed.NewConfig()
 	cfg.Name = "fngate-test"
@@ -362,6 +313,7 @@ func startEtcd(ctx context.Context, o *options) (*embed.Etcd, string, error) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.LogLevel = "warn"
 	cfg.UnsafeNoFsync = !o.etcdFsync
+	cfg.EnableGRPCGateway = false
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
