@@ -111,8 +111,11 @@ export abstract class Http2Connection implements FrameSink {
   /** Streams with DATA waiting for the connection window or the socket. */
   readonly #blocked = new Set<H2Stream>();
   #draining = false;
-  /** Ids of the last streams we reset: frames already in flight on them are ignored (RFC 9113 5.1). */
-  readonly #recentlyReset = new Int32Array(RECENTLY_RESET);
+  /**
+   * Ids of the last streams we reset: frames already in flight on them are ignored (RFC 9113
+   * 5.1). Allocated at the first reset: most connections never send one.
+   */
+  #recentlyReset: Int32Array | undefined;
   #recentlyResetAt = 0;
 
   constructor(socket: Socket, limits: H2Limits, counters: H2Counters) {
@@ -669,11 +672,11 @@ export abstract class Http2Connection implements FrameSink {
   }
 
   #wasReset(streamId: number): boolean {
-    return this.#recentlyReset.includes(streamId);
+    return this.#recentlyReset !== undefined && this.#recentlyReset.includes(streamId);
   }
 
   #rst(streamId: number, code: number): void {
-    this.#recentlyReset[this.#recentlyResetAt] = streamId;
+    (this.#recentlyReset ??= new Int32Array(RECENTLY_RESET))[this.#recentlyResetAt] = streamId;
     this.#recentlyResetAt = (this.#recentlyResetAt + 1) % RECENTLY_RESET;
     const payload = Buffer.allocUnsafe(4);
     payload.writeUInt32BE(code, 0);

@@ -16,8 +16,8 @@ export class FrameReader {
   /** The SETTINGS_MAX_FRAME_SIZE we advertised. */
   maxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   readonly #sink: FrameSink;
-  /** A frame header split over reads: its first octets. */
-  readonly #head = Buffer.alloc(FRAME_HEADER_LENGTH);
+  /** A frame header split over reads: its first octets (allocated the first time one is split). */
+  #head: Buffer | undefined;
   #headLength = 0;
   /** A frame whose payload is split over reads: the payload gathered so far. */
   #partial: Buffer | undefined;
@@ -49,7 +49,7 @@ export class FrameReader {
     const sink = this.#sink;
     while (at < end && !this.#stopped) {
       if (end - at < FRAME_HEADER_LENGTH) {
-        chunk.copy(this.#head, 0, at, end);
+        chunk.copy((this.#head ??= Buffer.allocUnsafe(FRAME_HEADER_LENGTH)), 0, at, end);
         this.#headLength = end - at;
         return;
       }
@@ -75,14 +75,14 @@ export class FrameReader {
   /** Completes a split header with the first octets of `chunk`; returns where parsing goes on. */
   #continueHead(chunk: Buffer): number {
     const need = FRAME_HEADER_LENGTH - this.#headLength;
+    const head = this.#head as Buffer; // set when the split began
     if (chunk.length < need) {
-      chunk.copy(this.#head, this.#headLength);
+      chunk.copy(head, this.#headLength);
       this.#headLength += chunk.length;
       return chunk.length;
     }
-    chunk.copy(this.#head, this.#headLength, 0, need);
+    chunk.copy(head, this.#headLength, 0, need);
     this.#headLength = 0;
-    const head = this.#head;
     const length = ((head[0] as number) << 16) | ((head[1] as number) << 8) | (head[2] as number);
     const type = head[3] as number;
     const flags = head[4] as number;

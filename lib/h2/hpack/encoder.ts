@@ -23,6 +23,10 @@ const Representation = {
   neverIndexed: 0x10, // 6.2.3, 4-bit prefix
 } as const;
 
+// Every encoder writes its block here and copies the result out: encode() is synchronous, so one
+// buffer serves the whole process and an idle connection holds none.
+let scratch = Buffer.allocUnsafeSlow(1024);
+
 export class HpackEncoder {
   readonly #table: HeaderTable;
   /** Entry number of each name and of each name\0value in the dynamic table. */
@@ -30,7 +34,6 @@ export class HpackEncoder {
   readonly #byField = new Map<string, number>();
   /** Size updates owed at the start of the next block (RFC 7541 4.2): the smallest, then the last. */
   #minPending = -1;
-  #out = Buffer.allocUnsafe(1024);
   #pos = 0;
 
   constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE) {
@@ -56,7 +59,7 @@ export class HpackEncoder {
       this.#minPending = -1;
     }
     for (let i = 0; i + 1 < fields.length; i += 2) this.#field(fields[i] as string, fields[i + 1] as string);
-    return Buffer.from(this.#out.subarray(0, this.#pos));
+    return Buffer.from(scratch.subarray(0, this.#pos));
   }
 
   #field(name: string, value: string): void {
@@ -92,7 +95,7 @@ export class HpackEncoder {
   /** An integer with an N-bit prefix (RFC 7541 5.1); `first` holds the bits above the prefix. */
   #integer(value: number, prefixBits: number, first: number): void {
     this.#reserve(6);
-    const out = this.#out;
+    const out = scratch;
     const max = (1 << prefixBits) - 1;
     if (value < max) {
       out[this.#pos++] = first | value;
@@ -113,18 +116,18 @@ export class HpackEncoder {
     if (huffman < s.length) {
       this.#integer(huffman, 7, 0x80);
       this.#reserve(huffman);
-      this.#pos = huffmanEncode(s, this.#out, this.#pos);
+      this.#pos = huffmanEncode(s, scratch, this.#pos);
     } else {
       this.#integer(s.length, 7, 0);
       this.#reserve(s.length);
-      this.#pos += this.#out.write(s, this.#pos, 'latin1');
+      this.#pos += scratch.write(s, this.#pos, 'latin1');
     }
   }
 
   #reserve(n: number): void {
-    if (this.#pos + n <= this.#out.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.#out.length * 2, this.#pos + n));
-    this.#out.copy(grown, 0, 0, this.#pos);
-    this.#out = grown;
+    if (this.#pos + n <= scratch.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(scratch.length * 2, this.#pos + n));
+    scratch.copy(grown, 0, 0, this.#pos);
+    scratch = grown;
   }
 }

@@ -5,6 +5,9 @@
 /** What RFC 7541 4.1 adds to an entry's name and value lengths. */
 export const ENTRY_OVERHEAD = 32;
 
+const INITIAL_SLOTS = 16;
+const NO_ENTRIES: string[] = [];
+
 export class HeaderTable {
   /** Octets in use, as RFC 7541 4.1 counts them. */
   size = 0;
@@ -13,8 +16,10 @@ export class HeaderTable {
   inserted = 0;
   /** Told of each entry evicted, with its entry number (the encoder forgets it then). */
   readonly #onEvict: ((name: string, value: string, entry: number) => void) | undefined;
-  #names: string[] = new Array<string>(16);
-  #values: string[] = new Array<string>(16);
+  // Allocated on the first entry, so an idle connection's tables cost nothing; always a power
+  // of two long, for the ring's mask.
+  #names: string[] = NO_ENTRIES;
+  #values: string[] = NO_ENTRIES;
   /** Ring position of the oldest entry, and how many there are. */
   #oldest = 0;
   #count = 0;
@@ -88,8 +93,8 @@ export class HeaderTable {
 
   #grow(): void {
     const n = this.#names.length;
-    const names = new Array<string>(n * 2);
-    const values = new Array<string>(n * 2);
+    const names = new Array<string>(n === 0 ? INITIAL_SLOTS : n * 2);
+    const values = new Array<string>(names.length);
     for (let i = 0; i < this.#count; i++) {
       names[i] = this.#names[(this.#oldest + i) & (n - 1)] as string;
       values[i] = this.#values[(this.#oldest + i) & (n - 1)] as string;
