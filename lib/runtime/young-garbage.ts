@@ -17,10 +17,15 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-/** Bytes of young native garbage (forwarded, or closed connections' share) between scavenges. */
-const RECLAIM_BYTES = 16 << 20;
-/** What one closed client connection counts for: a scavenge every 128 connections. */
-const CONNECTION_BYTES = 128 << 10;
+/**
+ * Bytes of young native garbage (forwarded, or closed connections' share) between scavenges.
+ * Each scavenge of a proxy's small young generation costs ~0.1-0.3 ms; at 4 MiB a 1 GiB stream
+ * pays 256 of them and peaks ~15 MiB lower than at 16 MiB, at the same throughput.
+ */
+export const RECLAIM_BYTES = 4 << 20;
+/** Closed client connections between scavenges (a connection's share of RECLAIM_BYTES). */
+export const CONNECTIONS_PER_RECLAIM = 128;
+const CONNECTION_BYTES = RECLAIM_BYTES / CONNECTIONS_PER_RECLAIM;
 
 type Gc = (options: { type: 'minor' }) => void;
 

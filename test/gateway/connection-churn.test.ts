@@ -1,7 +1,7 @@
 // Connection churn and young garbage (lib/runtime/young-garbage.ts): every closed client
 // connection counts toward the gateway's next scavenge, so 300 short connections with a call
 // each bring scavenges forced by fngate (reported by a preload, test/helpers/forced-gc-reporter.ts)
-// though nothing near 16 MiB is forwarded. Every call still gets its reply.
+// though nothing near RECLAIM_BYTES is forwarded. Every call still gets its reply.
 import t from 'tap';
 import http2 from 'node:http2';
 import { join } from 'node:path';
