@@ -1,7 +1,13 @@
 // Admin HTTP: liveness, readiness (false while draining or before the registry is synced),
 // Prometheus metrics and, only when enabled (--debug-sessions), who is pinned where.
 // Plain HTTP/1.1 for probes, scrapers and people with curl.
-import http from 'node:http';
+import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
+
+// node:http through require, not import: an ES import of it builds the module's namespace,
+// which reads its lazy WebSocket exports and so loads Node's bundled undici (~15 MiB of RSS
+// the gateway would carry for nothing).
+const http = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 export interface AdminState {
   ready(): boolean;
@@ -13,7 +19,7 @@ export interface AdminState {
 
 const TEXT = 'text/plain; charset=utf-8';
 
-export function createAdminServer(state: AdminState): http.Server {
+export function createAdminServer(state: AdminState): Server {
   return http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -7,20 +7,20 @@
 // events (connections, auth failures) are plain numbers read the same way.
 import { ValueType, type Attributes, type HrTime, type ObservableResult } from '@opentelemetry/api';
 import { hrTime } from '@opentelemetry/core';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import type { PrometheusSerializer as Serializer } from '@opentelemetry/exporter-prometheus';
 import type { Resource } from '@opentelemetry/resources';
 import {
   AggregationTemporality,
   DataPointType,
   InstrumentType,
   MeterProvider,
+  MetricReader,
   PeriodicExportingMetricReader,
   type CollectionResult,
   type DataPoint,
   type Histogram as HistogramValue,
   type MetricData,
   type MetricProducer,
-  type MetricReader,
   type PushMetricExporter,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
@@ -28,6 +28,20 @@ import { METRIC_RPC_SERVER_CALL_DURATION } from '@opentelemetry/semantic-convent
 import type { H2Counters } from '../h2/limits.ts';
 import type { CloseReason } from './events.ts';
 import { ATTR, DURATION_BOUNDARIES, LabelledCounter, RpcStats, type Histogram, type RpcSeries } from './rpc-stats.ts';
+
+// The package's serializer file, not its index: the index's exporter (an HTTP server of its own,
+// which the admin server makes unneeded) imports node:http as an ES module, and that loads
+// Node's bundled undici (~15 MiB of RSS; see admin-server.ts). The version is pinned by the
+// lockfile, and the metrics tests render through it.
+const { PrometheusSerializer } = (await import(
+  new URL('./PrometheusSerializer.mjs', import.meta.resolve('@opentelemetry/exporter-prometheus')).href
+)) as { PrometheusSerializer: typeof Serializer };
+
+/** The reader admin /metrics collects from: pull only, nothing to flush or stop. */
+class PullMetricReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
 
 export const SCOPE = { name: 'fngate' } as const;
 
@@ -122,7 +136,7 @@ export class GatewayMetrics {
   registryStalenessSeconds = 0;
 
   readonly #provider: MeterProvider;
-  readonly #prometheus: PrometheusExporter;
+  readonly #prometheus: PullMetricReader;
   // No prefix, no timestamps, no resource labels, target_info kept, no otel_scope_* labels
   // (one scope: they would only lengthen every series).
   readonly #serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
@@ -137,8 +151,7 @@ export class GatewayMetrics {
   #waitHistogram: { record(value: number, attributes: Attributes): void } | undefined;
 
   constructor(opts: MetricsOptions) {
-    this.#prometheus = new PrometheusExporter({
-      preventServerStart: true,
+    this.#prometheus = new PullMetricReader({
       metricProducers: [new HistogramProducer(this.stats, opts.resource, AggregationTemporality.CUMULATIVE)],
     });
     const readers: MetricReader[] = [this.#prometheus];
