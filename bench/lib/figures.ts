@@ -197,6 +197,8 @@ export interface StreamResult {
   mbps: number;
   seconds: number;
   peakRssMiB: number | undefined;
+  /** The proxy's CPU time over the stream's wall time: near 1, the proxy's core was the limit. */
+  proxyCpuShare: number | undefined;
 }
 
 /** A client stream (upload) or server stream (download) of streamBytes; the proxy's peak RSS. */
@@ -204,12 +206,19 @@ export async function stream(ctx: LoadContext, proxy: RunningProxy, mode: 'uploa
   const pid = proxy.proc?.pid;
   if (pid !== undefined) resetPeakRss(pid);
   const timeoutS = 60 + Math.ceil(ctx.s.streamBytes / 20e6); // slower than 20 MB/s is a failure
+  const cpu0 = pid === undefined ? 0 : cpuMicros(pid);
   const out = await runOk(ctx.cpus, ctx.bin.benchkit, [
     'stream', '-target', proxy.target, '-mode', mode, '-bytes', String(ctx.s.streamBytes), '-chunk', String(ctx.s.streamChunk),
     '-timeout', `${timeoutS}s`, ...headerArgs(ctx, '-H'),
   ], (timeoutS + 15) * 1000);
+  const cpu1 = pid === undefined ? 0 : cpuMicros(pid);
   const r = lastJson<{ mbps: number; seconds: number }>(out);
-  return { mbps: r.mbps, seconds: r.seconds, peakRssMiB: pid === undefined ? undefined : peakRssKiB(pid) / 1024 };
+  return {
+    mbps: r.mbps,
+    seconds: r.seconds,
+    peakRssMiB: pid === undefined ? undefined : peakRssKiB(pid) / 1024,
+    proxyCpuShare: pid === undefined ? undefined : (cpu1 - cpu0) / 1e6 / r.seconds,
+  };
 }
 
 /** VmHWM back to the current RSS (clear_refs 5), so the peak is this measurement's. */

@@ -26,8 +26,10 @@ export function figures(latencyRps: number): Figure[] {
     { key: 'idleKiBPerConn', label: 'RSS per idle connection', unit: 'KiB', better: 'lower', proxyOnly: true, digits: 1, phase: 'idle' },
     { key: 'uploadMBps', label: 'client stream throughput', unit: 'MB/s', better: 'higher', digits: 0, phase: 'upload' },
     { key: 'uploadPeakRssMiB', label: 'peak RSS, client stream', unit: 'MiB', better: 'lower', proxyOnly: true, digits: 1, phase: 'upload' },
+    { key: 'uploadProxyCpuShare', label: 'proxy CPU during the client stream', unit: 'cores', better: 'lower', proxyOnly: true, digits: 2, phase: 'upload' },
     { key: 'downloadMBps', label: 'server stream throughput', unit: 'MB/s', better: 'higher', digits: 0, phase: 'download' },
     { key: 'downloadPeakRssMiB', label: 'peak RSS, server stream', unit: 'MiB', better: 'lower', proxyOnly: true, digits: 1, phase: 'download' },
+    { key: 'downloadProxyCpuShare', label: 'proxy CPU during the server stream', unit: 'cores', better: 'lower', proxyOnly: true, digits: 2, phase: 'download' },
     { key: 'connPerSec', label: 'new connection + first RPC', unit: '/s', better: 'higher', digits: 0, phase: 'connrate' },
     { key: 'cpuUsPerConn', label: 'proxy CPU per new connection + RPC', unit: 'µs', better: 'lower', proxyOnly: true, digits: 0, phase: 'connrate' },
   ];
@@ -99,21 +101,26 @@ export function targets(summary: Summary): Target[] {
     out.push({ what, fngate: value === undefined ? 'n/a' : `${fmt(value, value < 10 ? 2 : 0)}${unit}`, goal, met: value === undefined ? undefined : ok(value) });
   };
   const nginxCpu = m('nginx', 'cpuUsPerRpc');
-  add('CPU per RPC', f.cpuUsPerRpc?.median, ' µs', `≤ nginx (${nginxCpu === undefined ? 'n/a' : fmt(nginxCpu, 1) + ' µs'})`, (v) => (nginxCpu === undefined ? undefined : v <= nginxCpu));
-  add('unary RPS vs Envoy', f.rps?.vsEnvoy, '×', '≥ 0.8×', (v) => v >= 0.8);
+  const envoyCpu = m('envoy', 'cpuUsPerRpc');
+  const cpuGoal = Math.min(nginxCpu ?? Infinity, (envoyCpu ?? Infinity) / 2);
+  add('CPU per RPC', f.cpuUsPerRpc?.median, ' µs', `≤ nginx and ≤ ½ Envoy (${Number.isFinite(cpuGoal) ? fmt(cpuGoal, 1) + ' µs' : 'n/a'})`, (v) => (nginxCpu === undefined || envoyCpu === undefined ? undefined : v <= cpuGoal));
+  add('unary RPS vs Envoy', f.rps?.vsEnvoy, '×', '≥ 1.5×', (v) => v >= 1.5);
   const direct99 = m('direct', 'p99Ms');
-  const envoy99 = m('envoy', 'p99Ms');
   const added = (p: ProxyName): number | undefined => {
     const v = m(p, 'p99Ms');
     return v === undefined || direct99 === undefined ? undefined : v - direct99;
   };
   const envoyAdded = added('envoy');
-  add('p99 added latency', added('fngate'), ' ms', `≤ Envoy's (${envoyAdded === undefined ? 'n/a' : fmt(envoyAdded, 3) + ' ms'})`, (v) => (envoyAdded === undefined || envoy99 === undefined ? undefined : v <= envoyAdded));
-  add('RSS per idle connection', f.idleKiBPerConn?.median, ' KiB', '< 30 KiB', (v) => v < 30);
-  add('client stream vs direct', f.uploadMBps?.vsDirect, '×', '≥ 0.8×', (v) => v >= 0.8);
-  add('server stream vs direct', f.downloadMBps?.vsDirect, '×', '≥ 0.8×', (v) => v >= 0.8);
-  const peak = Math.max(f.uploadPeakRssMiB?.median ?? NaN, f.downloadPeakRssMiB?.median ?? NaN);
-  add('peak RSS while streaming', Number.isNaN(peak) ? undefined : peak, ' MiB', '< 150 MiB', (v) => v < 150);
+  add('p99 added latency', added('fngate'), ' ms', `≤ Envoy's (${envoyAdded === undefined ? 'n/a' : fmt(envoyAdded, 3) + ' ms'})`, (v) => (envoyAdded === undefined ? undefined : v <= envoyAdded));
+  const envoyConn = m('envoy', 'cpuUsPerConn');
+  add('CPU per new connection + RPC vs Envoy', f.cpuUsPerConn?.vsEnvoy, '×', `≤ 1.5× (${envoyConn === undefined ? 'n/a' : fmt(envoyConn * 1.5, 0) + ' µs'})`, (v) => v <= 1.5);
+  add('RSS per idle connection', f.idleKiBPerConn?.median, ' KiB', '≤ 10 KiB', (v) => v <= 10);
+  for (const [what, key] of [['client stream', 'uploadMBps'], ['server stream', 'downloadMBps']] as const) {
+    const s = f[key];
+    add(`${what} vs direct`, s?.vsDirect, '×', '≥ 0.8× and above Envoy', (v) => (s?.vsEnvoy === undefined ? undefined : v >= 0.8 && s.vsEnvoy > 1));
+  }
+  const peaks = [f.uploadPeakRssMiB?.median, f.downloadPeakRssMiB?.median].filter((v) => v !== undefined);
+  add('peak RSS while streaming', peaks.length === 0 ? undefined : Math.max(...peaks), ' MiB', '< 100 MiB', (v) => v < 100);
   return out;
 }
 
