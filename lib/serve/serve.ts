@@ -15,7 +15,7 @@ import { SessionManager } from '../sessions/session-manager.ts';
 import type { WaitOutcome } from '../sessions/pending-session.ts';
 import { SOLE_REPLICA, type ReplicaRank } from '../sessions/cap-share.ts';
 import { SessionKeyRing } from '../sessions/session-token.ts';
-import { loadSessionKeys, watchSessionKeys } from '../sources/file/session-key-file.ts';
+import { loadSessionSecrets, watchSessionSecrets } from '../sources/file/session-key-file.ts';
 import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
 import { loadFunctionsDir, watchFunctionsDir } from '../sources/file/functions-dir.ts';
 import type { Closable } from '../files/watch.ts';
@@ -82,9 +82,9 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   let keys: SessionKeyRing;
   if (config.sessionKeyFile !== undefined) {
     const file = config.sessionKeyFile;
-    const loaded = await loadSessionKeys(file);
-    keys = loaded.keys;
-    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log, {}, loaded.text));
+    const loaded = await loadSessionSecrets(file);
+    keys = SessionKeyRing.fromSecrets(loaded.secrets);
+    closables.push(watchSessionSecrets(file, (secrets) => sessions.setKeys(SessionKeyRing.fromSecrets(secrets)), log, {}, loaded.text));
   } else {
     keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
     if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');

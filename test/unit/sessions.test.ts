@@ -12,7 +12,7 @@ const upstreamTuning: UpstreamTuning = { limits: DEFAULT_UPSTREAM_LIMITS, counte
 import { NO_SCALING, type Endpoint, type FunctionSpec, type RoutableFunction } from '../../lib/registry/types.ts';
 import type { Session } from '../../lib/sessions/session.ts';
 import { PendingSession } from '../../lib/sessions/pending-session.ts';
-import { newSid, parseSessionSecrets, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
+import { newSid, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
 
 const ep = (port: number): Endpoint => ({ host: '127.0.0.1', port, key: `127.0.0.1:${port}` });
 
@@ -110,12 +110,6 @@ t.test('session tokens: forged, tampered, garbled and foreign ids open to nothin
   }
   t.equal(SessionKeyRing.random().open(token), undefined, 'another process key');
   t.equal(SessionKeyRing.fromSecrets([SECRET + '!']).open(token), undefined, 'a different shared secret');
-});
-
-t.test('session key files: one secret per line, comments skipped, short ones named by line', async (t) => {
-  t.same(parseSessionSecrets(`# current\n${SECRET}\n\n  ${SECRET}-old  \n`, 'keys'), [SECRET, `${SECRET}-old`]);
-  t.throws(() => parseSessionSecrets(`${SECRET}\nshort\n`, '/etc/k'), { message: '/etc/k:2: session key is 5 characters; at least 32 are needed' });
-  t.throws(() => parseSessionSecrets('# nothing\n\n', '/etc/k'), { message: /^\/etc\/k: no session key in the file/ });
 });
 
 t.test('a connection pins per (function, version); promotion affects new sessions only', async (t) => {
