@@ -4,18 +4,17 @@
 import { formatDuration } from '../config/duration.ts';
 import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
-import type { UpstreamConnection } from '../upstreams/upstream-connection.ts';
 import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
 import { PendingSession, type SessionWaiter, type WaitOutcome } from './pending-session.ts';
-import { sessionCookie, type Session, type SessionRecord } from './session.ts';
+import { sessionCookie, type OpenUpstream, type Session, type SessionRecord } from './session.ts';
 import { newSid, type SessionClaims, type SessionKeyRing } from './session-token.ts';
 import { VersionLoad } from './version-load.ts';
 
 export interface SessionManagerOptions {
   readonly lingerMs: number;
-  /** Opens a session's own upstream connection to its endpoint (the sessions layer does no I/O itself). */
-  readonly openUpstream: (endpoint: Endpoint) => UpstreamConnection;
+  /** Makes a session's own upstream connection to its endpoint (the sessions layer does no I/O itself). */
+  readonly openUpstream: OpenUpstream;
   /** Seals and opens session ids; shared by every replica for resume anywhere. */
   readonly keys: SessionKeyRing;
   /** The registry as routing sees it now: waiting sessions are bound against it. */

@@ -4,7 +4,6 @@
 // replicas' published counts and says which version changed.
 import t from 'tap';
 import { isGrpcError, Status, type GrpcError } from '../../lib/grpc/status.ts';
-import { newCounters } from '../../lib/h2/limits.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import type { FunctionSpec, RoutableFunction } from '../../lib/registry/types.ts';
 import { SessionTotals } from '../../lib/scaling/session-totals.ts';
@@ -12,7 +11,7 @@ import { PendingSession, type SessionWaiter, type WaitOutcome } from '../../lib/
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import type { Session } from '../../lib/sessions/session.ts';
 import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
-import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection } from '../../lib/upstreams/upstream-connection.ts';
+import { stubUpstreams } from '../helpers/stub-upstreams.ts';
 
 const spec = (endpoints: string[], maxPendingSessions = 100): FunctionSpec => ({
   name: 'f',
@@ -31,7 +30,7 @@ function fixture(maxPendingSessions = 100) {
   const ended: WaitOutcome[] = [];
   const manager = new SessionManager({
     lingerMs: 1000,
-    openUpstream: (endpoint) => new UpstreamConnection(endpoint, { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} }),
+    openUpstream: stubUpstreams().open,
     keys: SessionKeyRing.random(),
     lookup: (id) => registry.getFunction(id),
     onWaitEnded: (_f, _v, outcome) => ended.push(outcome),
