@@ -1,11 +1,20 @@
 // One session: a client connection's pin of one (function, version) to one endpoint, with
 // the session's own upstream HTTP/2 connection.
+import { grpcError, Status } from '../grpc/status.ts';
 import type { H2Stream, StreamHandler } from '../h2/stream.ts';
 import type { Endpoint } from '../registry/types.ts';
 
 /** Response metadata carrying the session id, and the cookie that carries it too. */
 export const SESSION_HEADER = 'nvcf-reqid';
 export const SESSION_COOKIE = 'nvcf-request-id';
+
+/** A session id that names no session this gateway can resume: the same answer for every reason. */
+export const noSession = grpcError(Status.NOT_FOUND, 'no existing session found');
+
+/** Sessions are kept per (function, version): "functionId\0versionId". */
+export function versionKey(functionId: string, versionId: string): string {
+  return functionId + '\0' + versionId;
+}
 
 /** The Set-Cookie value for a session id (made when the id is sealed, sent on every response). */
 export function sessionCookie(token: string): string {

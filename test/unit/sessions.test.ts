@@ -2,6 +2,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { capShare, SOLE_REPLICA } from '../../lib/sessions/cap-share.ts';
 import { EndpointLoad } from '../../lib/sessions/endpoint-load.ts';
+import { ConnectionSessions } from '../../lib/sessions/connection-sessions.ts';
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { isGrpcError, Status } from '../../lib/grpc/status.ts';
@@ -55,7 +56,7 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
   let made = 0;
   const connection = () => {
     const index = made++;
-    return manager.forConnection(() => gone.push(index));
+    return new ConnectionSessions(manager, () => gone.push(index));
   };
   return { registry, manager, fn, spec, connection, gone, upstreams };
 }
