@@ -3,10 +3,7 @@
 import { grpcError, Status } from '../grpc/status.ts';
 import type { H2Stream, StreamHandler } from '../h2/stream.ts';
 import type { Endpoint } from '../registry/types.ts';
-
-/** Response metadata carrying the session id, and the cookie that carries it too. */
-export const SESSION_HEADER = 'nvcf-reqid';
-export const SESSION_COOKIE = 'nvcf-request-id';
+import { SESSION_COOKIE } from '../route/invocation.ts';
 
 /** A session id that names no session this gateway can resume: the same answer for every reason. */
 export const noSession = grpcError(Status.NOT_FOUND, 'no existing session found');
