@@ -17,9 +17,9 @@ import { SOLE_REPLICA, type ReplicaRank } from '../sessions/cap-share.ts';
 import type { WaitOutcome } from '../sessions/pending-session.ts';
 import { SessionManager } from '../sessions/session-manager.ts';
 import { SessionKeyRing } from '../sessions/session-token.ts';
-import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
+import { apiKeysFile } from '../sources/file/api-keys-file.ts';
 import { loadFunctionsDir, watchFunctionsDir } from '../sources/file/functions-dir.ts';
-import { loadSessionSecrets, watchSessionSecrets } from '../sources/file/session-key-file.ts';
+import { sessionKeyFile } from '../sources/file/session-key-file.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
@@ -68,7 +68,7 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
 
   // Read first: a bad key file stops start-up before anything talks to the cluster.
   const keyFile = config.sessionKeyFile;
-  const loadedSecrets = keyFile === undefined ? undefined : await loadSessionSecrets(keyFile);
+  const loadedSecrets = keyFile === undefined ? undefined : await sessionKeyFile.load(keyFile);
   if (keyFile === undefined && config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
   // HTTP/2 protections count here, toward clients and toward functions, for /metrics.
   const h2Counters = { client: newCounters(), upstream: newCounters() };
@@ -83,7 +83,7 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
   const sessions = new SessionManager({
     lingerMs: config.sessionLingerMs,
     openUpstream: (endpoint) => new UpstreamConnection(endpoint, upstreamTuning),
-    keys: loadedSecrets ? SessionKeyRing.fromSecrets(loadedSecrets.secrets) : ownKeys(opts),
+    keys: loadedSecrets ? SessionKeyRing.fromSecrets(loadedSecrets.value) : ownKeys(opts),
     lookup: (id) => registry.getFunction(id),
     onWaitEnded: (functionId, versionId, outcome, waitedMs) => reportWaitEnded(functionId, versionId, outcome, waitedMs),
   });
@@ -91,7 +91,7 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
   if (keyFile !== undefined) {
     // A rotated key file takes effect without a restart.
     const onSecrets = (secrets: string[]): void => sessions.setKeys(SessionKeyRing.fromSecrets(secrets));
-    started.closables.push(watchSessionSecrets(keyFile, onSecrets, log, {}, loadedSecrets?.text));
+    started.closables.push(sessionKeyFile.watch(keyFile, onSecrets, log, {}, loadedSecrets?.text));
   }
   // Under --workers each worker fills its share of every endpoint's session cap; in Kubernetes
   // the replica Leases tell how many processes share it (see ReplicaMembership).
@@ -130,9 +130,9 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
   }
   if (config.apiKeys !== undefined) {
     const file = config.apiKeys;
-    const loaded = await loadApiKeysFile(file);
-    registry.replaceApiKeys(loaded.records);
-    started.closables.push(watchApiKeysFile(file, (records) => registry.replaceApiKeys(records), log, {}, loaded.text));
+    const loaded = await apiKeysFile.load(file);
+    registry.replaceApiKeys(loaded.value);
+    started.closables.push(apiKeysFile.watch(file, (records) => registry.replaceApiKeys(records), log, {}, loaded.text));
   } else if (!verifier && !config.kubernetes) {
     log.warn('no --api-keys file, no JWKS and no --kubernetes Secrets: every token is refused');
   }

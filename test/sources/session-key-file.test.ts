@@ -5,7 +5,7 @@ import t from 'tap';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newSid, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
-import { loadSessionSecrets, parseSessionSecrets, watchSessionSecrets } from '../../lib/sources/file/session-key-file.ts';
+import { parseSessionSecrets, sessionKeyFile } from '../../lib/sources/file/session-key-file.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { captureLog, changes } from './changes.ts';
 
@@ -21,9 +21,9 @@ t.test('one secret per line, comments skipped, short ones named by line', async 
 
 t.test('start-up: a missing file, a short key or an empty file stop the gateway, naming file and line', async (t) => {
   const dir = t.testdir({ 'short.key': `# rotated 2026-11\n${OLD}\ntoo-short\n`, 'empty.key': '# nothing yet\n\n' });
-  await t.rejects(loadSessionSecrets(join(dir, 'nope.key')), { message: `--session-key-file ${join(dir, 'nope.key')}: does not exist` });
-  await t.rejects(loadSessionSecrets(join(dir, 'short.key')), { message: `${join(dir, 'short.key')}:3: session key is 9 characters; at least 32 are needed` });
-  await t.rejects(loadSessionSecrets(join(dir, 'empty.key')), { message: /empty\.key: no session key in the file/ });
+  await t.rejects(sessionKeyFile.load(join(dir, 'nope.key')), { message: `--session-key-file ${join(dir, 'nope.key')}: does not exist` });
+  await t.rejects(sessionKeyFile.load(join(dir, 'short.key')), { message: `${join(dir, 'short.key')}:3: session key is 9 characters; at least 32 are needed` });
+  await t.rejects(sessionKeyFile.load(join(dir, 'empty.key')), { message: /empty\.key: no session key in the file/ });
   const gw = startGateway(['--session-key-file', join(dir, 'short.key')], { timeoutMs: 10_000 });
   await t.rejects(gw, /short\.key:3: session key is 9 characters; at least 32 are needed/, 'the gateway refuses to start and says why');
 });
@@ -31,12 +31,12 @@ t.test('start-up: a missing file, a short key or an empty file stop the gateway,
 t.test('rotation is picked up from the file; a bad edit keeps the keys in use', async (t) => {
   const dir = t.testdir({ 'session.key': `${OLD}\n` });
   const file = join(dir, 'session.key');
-  const loaded = await loadSessionSecrets(file);
-  t.same(loaded.secrets, [OLD]);
-  const oldToken = SessionKeyRing.fromSecrets(loaded.secrets).seal(claims());
+  const loaded = await sessionKeyFile.load(file);
+  t.same(loaded.value, [OLD]);
+  const oldToken = SessionKeyRing.fromSecrets(loaded.value).seal(claims());
   const got = changes<string[]>();
   const { log, lines, waitFor } = captureLog();
-  const w = watchSessionSecrets(file, got.onChange, log);
+  const w = sessionKeyFile.watch(file, got.onChange, log);
   t.teardown(() => w.close());
   t.same(await got.next(), [OLD], 'the secrets as read at first');
 
@@ -60,9 +60,9 @@ t.test('rotation is picked up from the file; a bad edit keeps the keys in use', 
 t.test('the text read at start-up is not delivered again; the next change is', async (t) => {
   const dir = t.testdir({ 'session.key': `${OLD}\n` });
   const file = join(dir, 'session.key');
-  const loaded = await loadSessionSecrets(file);
+  const loaded = await sessionKeyFile.load(file);
   const got = changes<string[]>();
-  const w = watchSessionSecrets(file, got.onChange, captureLog().log, { pollMs: 100 }, loaded.text);
+  const w = sessionKeyFile.watch(file, got.onChange, captureLog().log, { pollMs: 100 }, loaded.text);
   t.teardown(() => w.close());
   await t.rejects(got.next(800), /no change within 800 ms/, 'the keys in use are not loaded a second time');
   await writeFile(join(dir, '.tmp'), `${NEW}\n${OLD}\n`);
