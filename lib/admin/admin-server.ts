@@ -1,4 +1,4 @@
-// Admin HTTP: liveness, readiness (false while draining or before the registry is synced),
+// Admin HTTP: liveness, readiness (false while draining: serve opens it only once every source was read),
 // Prometheus metrics and, only when enabled (--debug-sessions), who is pinned where.
 // Plain HTTP/1.1 for probes, scrapers and people with curl.
 import type { Server } from 'node:http';

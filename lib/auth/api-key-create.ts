@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Document, isSeq, stringify } from 'yaml';
 import { isKeyName, keyFunctions, KEY_NAME_RULE, KEY_SECRET_FUNCTIONS_ANNOTATION, KEY_SECRET_LABEL, KEY_SECRET_NAME_PREFIX } from '../registry/api-key-format.ts';
-import { ID_RULE } from '../registry/names.ts';
+import { ID_RULE } from '../config/names.ts';
 import type { ApiKeyRecord } from '../registry/types.ts';
 
 /** Recognisable in logs, configs and secret scanners. */

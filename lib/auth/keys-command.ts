@@ -2,7 +2,7 @@
 // stdout so it can be redirected or piped (`| kubectl apply -f -`); the key goes to stderr,
 // so it reaches the operator's terminal but never the file or the cluster.
 import { KEY_SECRET_NAME_PREFIX } from '../registry/api-key-format.ts';
-import { ID_PATTERN, ID_RULE, isDns1123Label } from '../registry/names.ts';
+import { ID_PATTERN, ID_RULE, isDns1123Label } from '../config/names.ts';
 import { createApiKey, renderKeyFileRecord, renderKeySecret } from './api-key-create.ts';
 
 export const KEYS_USAGE = `Usage: fngate keys create --name NAME [--functions ID,...] [--output file|secret] [--namespace NS]

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { isDns1123Label } from '../registry/names.ts';
+import { isDns1123Label } from './names.ts';
 import { parseDuration } from './duration.ts';
 import type { Config, ListenAddress, LogLevel } from './types.ts';
 

@@ -5,7 +5,8 @@
 // Headers and trailers travel as lib/h2's flat lists ([name, value, ...], as decoded and as
 // encoded): faithful to gRPC metadata, whose repeated keys stay separate fields. Of a field
 // HTTP allows only once, a repeat is dropped and the first kept.
-import { SESSION_HEADER, type Session } from '../sessions/session.ts';
+import { SESSION_HEADER } from '../route/invocation.ts';
+import type { Session } from '../sessions/session.ts';
 
 export const SUBJECT_HEADER = 'fngate-subject';
 /** Response metadata of a call that waited for its session to be bound: milliseconds waited. */

@@ -3,7 +3,7 @@
 // maximum age, and its graceful shutdown.
 import type { ServerConnection } from '../h2/server-connection.ts';
 import { connectionClosed } from '../runtime/young-garbage.ts';
-import type { ConnectionSessions, SessionManager } from '../sessions/session-manager.ts';
+import { ConnectionSessions, type SessionBinder } from '../sessions/connection-sessions.ts';
 import type { CloseReason } from '../telemetry/events.ts';
 
 /** GOAWAY with the largest stream id: "shutting down soon", new streams still accepted (RFC 9113 6.8). */
@@ -46,10 +46,10 @@ export class ClientConnection {
   #closing: CloseReason | undefined;
   #gone = false;
 
-  constructor(h2: ServerConnection, manager: SessionManager, limits: ConnectionLimits, events: ConnectionEvents) {
+  constructor(h2: ServerConnection, sessions: SessionBinder, limits: ConnectionLimits, events: ConnectionEvents) {
     this.h2 = h2;
     // A pinned endpoint going away sends the client elsewhere: unmodified clients redial on GOAWAY.
-    this.sessions = manager.forConnection(() => this.shutDown('endpoint_gone', true));
+    this.sessions = new ConnectionSessions(sessions, () => this.shutDown('endpoint_gone', true));
     this.#events = events;
     this.#idle = setTimeout(onIdle, limits.idleMs, this);
     if (limits.maxAgeMs > 0) {

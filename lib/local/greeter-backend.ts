@@ -1,7 +1,7 @@
 // The example function `fngate local` serves: helloworld.Greeter (protos/greeter.proto)
 // on a plaintext (h2c) grpc-js server, plus grpc.health.v1.Health so probes work too.
 import grpc from '@grpc/grpc-js';
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream, ServiceDefinition } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { findProto, LOADER_OPTIONS, serviceDefinition } from '../grpc/protos.ts';

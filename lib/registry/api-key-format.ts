@@ -1,7 +1,7 @@
 // How an API key is written down, wherever it is: its name, its hash, the functions it may
 // call, and the Kubernetes Secret that carries it. `fngate keys create`, the keys file and the
 // Secret source all check with these, so a key moves between them unchanged.
-import { ID_PATTERN, isDns1123Subdomain } from './names.ts';
+import { ID_PATTERN, isDns1123Subdomain } from '../config/names.ts';
 
 export const KEY_SECRET_LABEL = 'fngate.dev/api-key';
 export const KEY_SECRET_SELECTOR = `${KEY_SECRET_LABEL}=true`;

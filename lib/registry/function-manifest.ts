@@ -3,7 +3,7 @@
 // in the other; every rejection names the field so operators can fix it without guessing.
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseDuration } from '../config/duration.ts';
-import { ID_PATTERN, ID_RULE, isDns1123Label, isDns1123Subdomain } from './names.ts';
+import { ID_PATTERN, ID_RULE, isDns1123Label, isDns1123Subdomain } from '../config/names.ts';
 import { NO_SCALING, type Endpoint, type FunctionSpec, type FunctionVersionSpec, type ScaleTarget, type ScalingSpec, type VersionBackend } from './types.ts';
 
 export const FUNCTION_API_VERSION = 'fngate.dev/v1alpha1';

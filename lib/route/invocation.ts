@@ -1,8 +1,11 @@
 // Request metadata -> what is being invoked: function id, optional version, optional session id.
 import type { RequestHeaders } from '../telemetry/events.ts';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
-import { ID_PATTERN, ID_RULE } from '../registry/names.ts';
-import { SESSION_COOKIE, SESSION_HEADER } from '../sessions/session.ts';
+import { ID_PATTERN, ID_RULE } from '../config/names.ts';
+
+/** The metadata naming the session to resume (every response carries it), and the cookie that may carry it instead. */
+export const SESSION_HEADER = 'nvcf-reqid';
+export const SESSION_COOKIE = 'nvcf-request-id';
 
 export interface Invocation {
   readonly functionId: string;

@@ -1,32 +1,29 @@
 // `fngate serve`: wires config -> sources -> registry -> auth -> sessions -> gateway ->
-// listeners and the admin server, and takes them down again in order on drain.
-import type { Server } from 'node:net';
+// listeners and the admin server. Every part is recorded in `Started` as it starts, and
+// shutDown (started.ts) takes them down again, on a drain and on a failed start-up alike.
 import type { Socket } from 'node:net';
-import type tls from 'node:tls';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { Authenticator } from '../auth/authenticator.ts';
-import { createJwtVerifier } from '../auth/jwt.ts';
+import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
 import type { Config } from '../config/types.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { boundAddress, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
 import { newCounters } from '../h2/limits.ts';
 import { Registry } from '../registry/registry.ts';
-import { SessionManager } from '../sessions/session-manager.ts';
-import type { WaitOutcome } from '../sessions/pending-session.ts';
+import { allocatorInUse } from '../runtime/allocator.ts';
+import { setUpProcess } from '../runtime/process-setup.ts';
+import { SessionTotals } from '../scaling/session-totals.ts';
 import { SOLE_REPLICA, type ReplicaRank } from '../sessions/cap-share.ts';
+import type { WaitOutcome } from '../sessions/pending-session.ts';
+import { SessionManager } from '../sessions/session-manager.ts';
 import { SessionKeyRing } from '../sessions/session-token.ts';
-import { loadSessionKeys, watchSessionKeys } from '../sources/file/session-key-file.ts';
-import { loadApiKeysFile, watchApiKeysFile } from '../sources/file/api-keys-file.ts';
+import { apiKeysFile } from '../sources/file/api-keys-file.ts';
 import { loadFunctionsDir, watchFunctionsDir } from '../sources/file/functions-dir.ts';
-import type { Closable } from '../files/watch.ts';
-import type { KubernetesSource } from '../sources/kubernetes/kubernetes-source.ts';
+import { sessionKeyFile } from '../sources/file/session-key-file.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { createTelemetry, type GatewayTelemetry } from '../telemetry/telemetry.ts';
 import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection, type UpstreamTuning } from '../upstreams/upstream-connection.ts';
-import { allocatorInUse } from '../runtime/allocator.ts';
-import { setUpProcess } from '../runtime/process-setup.ts';
-import type { RunningScaler } from '../scaling/external-scaler.ts';
-import { SessionTotals } from '../scaling/session-totals.ts';
+import { nothingStarted, shutDown, type Started } from './started.ts';
 
 export interface RunningGateway {
   /** Bound addresses ("host:port"), for logs and for tests listening on port 0. */
@@ -52,46 +49,30 @@ export interface ServeOptions {
 }
 
 export async function startServe(config: Config, log: Logger, opts: ServeOptions = {}): Promise<RunningGateway> {
+  const started = nothingStarted();
+  try {
+    return await start(config, log, opts, started);
+  } catch (err) {
+    // What had started stops as a drain stops it, with no time left for open streams.
+    await shutDown(started, 0).catch((stopErr: unknown) => log.error('stopping after a failed start-up failed', { error: String(stopErr) }));
+    throw err;
+  }
+}
+
+async function start(config: Config, log: Logger, opts: ServeOptions, started: Started): Promise<RunningGateway> {
   const processSetup = setUpProcess();
-  const closables: Closable[] = [];
-  const verifier =
-    config.jwksUrl !== undefined || config.jwksFile !== undefined
-      ? await createJwtVerifier({
-          jwksUrl: config.jwksUrl,
-          jwksFile: config.jwksFile,
-          issuer: config.jwtIssuer,
-          audience: config.jwtAudience,
-          log,
-        })
-      : undefined;
-  if (verifier) closables.push(verifier);
+  const verifier = await jwtVerifier(config, log);
+  if (verifier) started.closables.push(verifier);
   const registry = new Registry();
-  // Logged when the set of conflicts changes, not on every rebuild (Kubernetes rebuilds often).
-  let reported = '';
-  registry.on('functions', () => {
-    const conflicts = registry.conflicts();
-    const now = JSON.stringify(conflicts);
-    if (now === reported) return;
-    reported = now;
-    for (const { functionId, origins } of conflicts) {
-      log.error('functionId claimed by more than one Function: all of them are refused', { functionId, origins });
-    }
-  });
+  reportConflicts(registry, log);
 
   // Read first: a bad key file stops start-up before anything talks to the cluster.
-  let keys: SessionKeyRing;
-  if (config.sessionKeyFile !== undefined) {
-    const file = config.sessionKeyFile;
-    const loaded = await loadSessionKeys(file);
-    keys = loaded.keys;
-    closables.push(watchSessionKeys(file, (next) => sessions.setKeys(next), log, {}, loaded.text));
-  } else {
-    keys = opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
-    if (config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
-  }
+  const keyFile = config.sessionKeyFile;
+  const loadedSecrets = keyFile === undefined ? undefined : await sessionKeyFile.load(keyFile);
+  if (keyFile === undefined && config.kubernetes) log.warn('no --session-key-file: session ids resume only on the replica that issued them');
   // HTTP/2 protections count here, toward clients and toward functions, for /metrics.
   const h2Counters = { client: newCounters(), upstream: newCounters() };
-  // Exceptions in upstream stream handlers are reported once telemetry exists (it is made below).
+  // Exceptions in upstream stream handlers and ended waits are reported once telemetry exists (it is made below).
   let reportInternalError: (where: string, err: unknown) => void = () => {};
   let reportWaitEnded: (functionId: string, versionId: string, outcome: WaitOutcome, waitedMs: number) => void = () => {};
   const upstreamTuning: UpstreamTuning = {
@@ -102,10 +83,16 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   const sessions = new SessionManager({
     lingerMs: config.sessionLingerMs,
     openUpstream: (endpoint) => new UpstreamConnection(endpoint, upstreamTuning),
-    keys,
+    keys: loadedSecrets ? SessionKeyRing.fromSecrets(loadedSecrets.value) : ownKeys(opts),
     lookup: (id) => registry.getFunction(id),
     onWaitEnded: (functionId, versionId, outcome, waitedMs) => reportWaitEnded(functionId, versionId, outcome, waitedMs),
   });
+  started.sessions = sessions;
+  if (keyFile !== undefined) {
+    // A rotated key file takes effect without a restart.
+    const onSecrets = (secrets: string[]): void => sessions.setKeys(SessionKeyRing.fromSecrets(secrets));
+    started.closables.push(sessionKeyFile.watch(keyFile, onSecrets, log, {}, loadedSecrets?.text));
+  }
   // Under --workers each worker fills its share of every endpoint's session cap; in Kubernetes
   // the replica Leases tell how many processes share it (see ReplicaMembership).
   sessions.setRank(opts.worker ?? SOLE_REPLICA);
@@ -115,11 +102,12 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
   registry.on('functions', () => sessions.admitWaiting());
   // Sessions per version over every replica: what the KEDA scaler answers with.
   const totals = new SessionTotals(sessions.versions);
-  let kubernetes: KubernetesSource | undefined;
+
+  // The sources fill the registry: Kubernetes, or the --functions directory; and the --api-keys file.
   if (config.kubernetes) {
     // Loaded only in Kubernetes mode: the client library is large, and file mode never needs it.
     const { defaultIdentity, KubernetesSource } = await import('../sources/kubernetes/kubernetes-source.ts');
-    kubernetes = new KubernetesSource({
+    const kubernetes = new KubernetesSource({
       registry,
       namespace: config.namespace,
       log,
@@ -129,47 +117,42 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
       sessionCounts: totals,
       scalerAddress: config.scalerAddress,
     });
-    // Stopped (and its Lease given up) at the end of a drain, awaited: see drain() below.
+    // Recorded before it starts: a start that fails half-way still stops its watches.
+    started.kubernetes = kubernetes;
     await kubernetes.start();
   } else if (config.functions !== undefined) {
     const dir = config.functions;
     const loaded = await loadFunctionsDir(dir, log);
     registry.replaceFunctions(loaded.specs);
-    closables.push(watchFunctionsDir(dir, (specs) => registry.replaceFunctions(specs), log, {}, loaded));
+    started.closables.push(watchFunctionsDir(dir, (specs) => registry.replaceFunctions(specs), log, {}, loaded));
   } else {
     log.warn('no --functions directory and no --kubernetes: no function can be invoked');
   }
   if (config.apiKeys !== undefined) {
     const file = config.apiKeys;
-    const loaded = await loadApiKeysFile(file);
-    registry.replaceApiKeys(loaded.records);
-    closables.push(watchApiKeysFile(file, (records) => registry.replaceApiKeys(records), log, {}, loaded.text));
-  } else if (!verifier && !kubernetes) {
+    const loaded = await apiKeysFile.load(file);
+    registry.replaceApiKeys(loaded.value);
+    started.closables.push(apiKeysFile.watch(file, (records) => registry.replaceApiKeys(records), log, {}, loaded.text));
+  } else if (!verifier && !config.kubernetes) {
     log.warn('no --api-keys file, no JWKS and no --kubernetes Secrets: every token is refused');
   }
 
-  let telemetry: GatewayTelemetry;
-  try {
-    telemetry = await createTelemetry({
-      log,
-      env: process.env,
-      accessLog: config.accessLog,
-      accessLogSample: config.accessLogSample,
-      sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count, byVersion: () => sessions.versions.entries() },
-      h2: h2Counters,
-    });
-  } catch (err) {
-    for (const closable of closables) closable.close();
-    await kubernetes?.stop();
-    throw err;
-  }
+  const telemetry = await createTelemetry({
+    log,
+    env: process.env,
+    accessLog: config.accessLog,
+    accessLogSample: config.accessLogSample,
+    sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count, byVersion: () => sessions.versions.entries() },
+    h2: h2Counters,
+  });
+  started.telemetry = telemetry;
   reportInternalError = (where, err) => telemetry.internalError(where, err);
   reportWaitEnded = (functionId, versionId, outcome, waitedMs) => telemetry.sessionWaitEnded(functionId, versionId, outcome, waitedMs);
   telemetry.setRegistryStaleness(0);
+  const kubernetes = started.kubernetes;
   if (kubernetes) {
-    const source = kubernetes;
-    const timer = setInterval(() => telemetry.setRegistryStaleness(source.staleSeconds()), 1000).unref();
-    closables.push({ close: () => clearInterval(timer) });
+    const timer = setInterval(() => telemetry.setRegistryStaleness(kubernetes.staleSeconds()), 1000).unref();
+    started.closables.push({ close: () => clearInterval(timer) });
   }
   const gateway = new Gateway({
     registry,
@@ -182,80 +165,86 @@ export async function startServe(config: Config, log: Logger, opts: ServeOptions
     log,
     telemetry,
   });
+  started.gateway = gateway;
 
-  const servers: Server[] = [];
-  let scalerClose = (): Promise<void> => Promise.resolve();
-  try {
-    // One tuning object for both listeners: the per-address connection count is shared.
-    const clientTuning = { ...defaultClientTuning, maxConnectionsPerIp: config.maxConnectionsPerIp };
-    const accept = (socket: Socket): void => gateway.accept(socket);
-    servers.push(await listenH2c(accept, clientTuning, config.listen));
-
-    let tls: tls.Server | undefined;
-    if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
-      const secure = await createTlsServer({ cert: config.tlsCert, key: config.tlsKey }, clientTuning, accept, log);
-      closables.push(secure.reloader);
-      tls = secure.server;
-      servers.push(await listen(secure.server, config.tlsListen));
-    }
-
-    const admin = createAdminServer({
-      // Every source was read in full before the listeners opened (the Kubernetes source's start()
-      // waits for its first lists), so ready means not draining; a Kubernetes view that falls
-      // behind afterwards is reported as stale, and routing goes on with it.
-      ready: () => !gateway.draining,
-      metrics: async () => {
-        const { text, errors } = await telemetry.metrics.render();
-        if (errors.length > 0) log.warn('metrics collection errors', { errors: errors.map(String) });
-        return text;
-      },
-      debugSessions: config.debugSessions ? () => debugSessions(sessions) : undefined,
-    });
-    servers.push(await listen(admin, config.admin));
-
-    let scaler: RunningScaler | undefined;
-    if (config.scalerListen !== undefined) {
-      // Loaded only when served: grpc-js and protobufjs weigh ~30 MiB of resident memory.
-      const { startExternalScaler } = await import('../scaling/external-scaler.ts');
-      scaler = await startExternalScaler({ address: config.scalerListen, totals, lookup: (id) => registry.getFunction(id), log });
-      const running = scaler;
-      // Closed last: KEDA still asks while this replica drains.
-      scalerClose = () => running.close();
-    }
-
-    const [h2cServer, ...rest] = servers;
-    const addresses = {
-      h2c: boundAddress(h2cServer as Server),
-      tls: tls ? boundAddress(tls) : null,
-      admin: boundAddress(rest[rest.length - 1] as Server),
-      scaler: scaler?.address ?? null,
-    };
-    log.info('fngate listening', { ...addresses, allocator: allocatorInUse(), youngGarbageReclaim: processSetup.youngGarbageReclaim });
-    return {
-      ...addresses,
-      gateway,
-      telemetry,
-      drain: async () => {
-        log.info('draining', { connections: gateway.connectionCount, timeoutMs: config.drainTimeoutMs });
-        await gateway.drain(config.drainTimeoutMs);
-        for (const closable of closables) closable.close();
-        // Hands the status-writer Lease to another replica now, not when it would expire.
-        await kubernetes?.stop();
-        sessions.close();
-        await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-        await scalerClose();
-        await telemetry.shutdown();
-        log.info('drained');
-      },
-    };
-  } catch (err) {
-    for (const closable of closables) closable.close();
-    for (const server of servers) server.close();
-    await scalerClose();
-    await kubernetes?.stop();
-    await telemetry.shutdown();
-    throw err;
+  // One tuning object for both listeners: the per-address connection count is shared.
+  const clientTuning = { ...defaultClientTuning, maxConnectionsPerIp: config.maxConnectionsPerIp };
+  const accept = (socket: Socket): void => gateway.accept(socket);
+  const h2cServer = await listenH2c(accept, clientTuning, config.listen);
+  started.servers.push(h2cServer);
+  let tlsAddress: string | null = null;
+  if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
+    const secure = await createTlsServer({ cert: config.tlsCert, key: config.tlsKey }, clientTuning, accept, log);
+    started.closables.push(secure.reloader);
+    started.servers.push(await listen(secure.server, config.tlsListen));
+    tlsAddress = boundAddress(secure.server);
   }
+  const adminServer = createAdminServer({
+    // Every source was read in full before the listeners opened (the Kubernetes source's start()
+    // waits for its first lists), so ready means not draining; a Kubernetes view that falls
+    // behind afterwards is reported as stale, and routing goes on with it.
+    ready: () => !gateway.draining,
+    metrics: async () => {
+      const { text, errors } = await telemetry.metrics.render();
+      if (errors.length > 0) log.warn('metrics collection errors', { errors: errors.map(String) });
+      return text;
+    },
+    debugSessions: config.debugSessions ? () => debugSessions(sessions) : undefined,
+  });
+  started.servers.push(await listen(adminServer, config.admin));
+  if (config.scalerListen !== undefined) {
+    // Loaded only when served: grpc-js and protobufjs weigh ~30 MiB of resident memory.
+    const { startExternalScaler } = await import('../scaling/external-scaler.ts');
+    started.scaler = await startExternalScaler({ address: config.scalerListen, totals, lookup: (id) => registry.getFunction(id), log });
+  }
+
+  const addresses = {
+    h2c: boundAddress(h2cServer),
+    tls: tlsAddress,
+    admin: boundAddress(adminServer),
+    scaler: started.scaler?.address ?? null,
+  };
+  let draining: Promise<void> | undefined;
+  log.info('fngate listening', { ...addresses, allocator: allocatorInUse(), youngGarbageReclaim: processSetup.youngGarbageReclaim });
+  return {
+    ...addresses,
+    gateway,
+    telemetry,
+    drain: () => {
+      // A second call (a second signal, a test) waits on the first drain.
+      draining ??= (async () => {
+        log.info('draining', { connections: gateway.connectionCount, timeoutMs: config.drainTimeoutMs });
+        await shutDown(started, config.drainTimeoutMs);
+        log.info('drained');
+      })();
+      return draining;
+    },
+  };
+}
+
+/** The JWT verifier when a JWKS is configured (--jwks-url or --jwks-file). */
+function jwtVerifier(config: Config, log: Logger): Promise<JwtVerifier | undefined> {
+  if (config.jwksUrl === undefined && config.jwksFile === undefined) return Promise.resolve(undefined);
+  return createJwtVerifier({ jwksUrl: config.jwksUrl, jwksFile: config.jwksFile, issuer: config.jwtIssuer, audience: config.jwtAudience, log });
+}
+
+/** Logs functionIds claimed twice when the set of conflicts changes, not on every rebuild (Kubernetes rebuilds often). */
+function reportConflicts(registry: Registry, log: Logger): void {
+  let reported = '';
+  registry.on('functions', () => {
+    const conflicts = registry.conflicts();
+    const now = JSON.stringify(conflicts);
+    if (now === reported) return;
+    reported = now;
+    for (const { functionId, origins } of conflicts) {
+      log.error('functionId claimed by more than one Function: all of them are refused', { functionId, origins });
+    }
+  });
+}
+
+/** Without --session-key-file: the secret --workers handed this worker, or a key of this process only. */
+function ownKeys(opts: ServeOptions): SessionKeyRing {
+  return opts.sessionSecret === undefined ? SessionKeyRing.random() : SessionKeyRing.fromSecrets([opts.sessionSecret]);
 }
 
 /** admin /debug/sessions: this replica's live sessions (by sid, never the sealed id) and per-endpoint counts. */

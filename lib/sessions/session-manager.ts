@@ -1,21 +1,21 @@
 // Process-wide session state: endpoint load, sealing session ids, what this process knows
 // of the ids it handed out, and which connections to tell when a pinned endpoint goes away.
-// Each client connection gets a ConnectionSessions view that pins its RPCs.
+// Each client connection's ConnectionSessions asks it for sessions; it knows a connection only
+// as the SessionOwner it tells of waits that ended and endpoints that went away.
 import { formatDuration } from '../config/duration.ts';
-import { grpcError, isGrpcError, Status, type GrpcError } from '../grpc/status.ts';
+import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
-import type { UpstreamConnection } from '../upstreams/upstream-connection.ts';
 import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
 import { PendingSession, type SessionWaiter, type WaitOutcome } from './pending-session.ts';
-import { sessionCookie, type Session, type SessionRecord } from './session.ts';
+import { noSession, sessionCookie, versionKey, type OpenUpstream, type Session, type SessionRecord } from './session.ts';
 import { newSid, type SessionClaims, type SessionKeyRing } from './session-token.ts';
 import { VersionLoad } from './version-load.ts';
 
 export interface SessionManagerOptions {
   readonly lingerMs: number;
-  /** Opens a session's own upstream connection to its endpoint (the sessions layer does no I/O itself). */
-  readonly openUpstream: (endpoint: Endpoint) => UpstreamConnection;
+  /** Makes a session's own upstream connection to its endpoint (the sessions layer does no I/O itself). */
+  readonly openUpstream: OpenUpstream;
   /** Seals and opens session ids; shared by every replica for resume anywhere. */
   readonly keys: SessionKeyRing;
   /** The registry as routing sees it now: waiting sessions are bound against it. */
@@ -27,7 +27,14 @@ export interface SessionManagerOptions {
 /** Looks a function up as routing sees it now (the registry). */
 export type FunctionLookup = (functionId: string) => RoutableFunction | undefined;
 
-const noSession = grpcError(Status.NOT_FOUND, 'no existing session found');
+/** The connection a session (or a waiting session) belongs to, as the manager tells it what happened. */
+export interface SessionOwner {
+  /** A waiting session stopped waiting: bound to `session`, or not (undefined). */
+  settled(pending: PendingSession, session: Session | undefined): void;
+  /** The session's endpoint is no longer ready: the session is to end, and the client be told. */
+  endpointGone(session: Session): void;
+}
+
 const drainingWhileWaiting = grpcError(Status.UNAVAILABLE, 'gateway is draining (shutting down); the session was still waiting for an endpoint');
 const noLookup: FunctionLookup = () => undefined;
 
@@ -38,13 +45,13 @@ export class SessionManager {
   /** "function\0version" -> sessions waiting for room, first come first served. */
   readonly #queues = new Map<string, PendingSession[]>();
   /** Which connection each waiting session belongs to. */
-  readonly #pendingOwners = new Map<PendingSession, ConnectionSessions>();
+  readonly #pendingOwners = new Map<PendingSession, SessionOwner>();
   /** sid -> what this process knows of it: live here, or ended less than the linger ago. */
   readonly #records = new Map<string, SessionRecord>();
   /** Ended records in the order they ended: linger is constant, so expiry is FIFO. */
   readonly #lingering = new Map<string, SessionRecord>();
   /** "function\0version\0endpoint" -> live sessions pinned there, with the connection holding each. */
-  readonly #bound = new Map<string, Map<Session, ConnectionSessions>>();
+  readonly #bound = new Map<string, Map<Session, SessionOwner>>();
   readonly #opts: SessionManagerOptions;
   #keys: SessionKeyRing;
   /** Which share of each endpoint's maxSessionsPerEndpoint this process may fill. */
@@ -60,11 +67,6 @@ export class SessionManager {
     this.#keys = opts.keys;
     this.#resealMs = Math.min(Math.max(opts.lingerMs, 1000), 60_000);
     this.#lifetimeMs = opts.lingerMs + this.#resealMs;
-  }
-
-  /** The sessions of a new client connection; `onEndpointGone` runs when one's endpoint stops being ready. */
-  forConnection(onEndpointGone: () => void): ConnectionSessions {
-    return new ConnectionSessions(this, onEndpointGone);
   }
 
   /** New keys (the key file changed): ids sealed from now on use the first. */
@@ -97,7 +99,7 @@ export class SessionManager {
    * A new session for this function and version, on the least-loaded endpoint under the cap.
    * With no room and a holdTimeout, a PendingSession to wait on (behind any already waiting).
    */
-  open(fn: RoutableFunction, version: RoutableVersion, owner: ConnectionSessions): Session | GrpcError | PendingSession {
+  open(fn: RoutableFunction, version: RoutableVersion, owner: SessionOwner): Session | GrpcError | PendingSession {
     const queue = this.#queues.get(versionKey(fn.functionId, version.versionId));
     // First come, first served: nobody overtakes a session already waiting.
     const endpoint = queue === undefined ? this.#pick(fn, version) : undefined;
@@ -122,7 +124,7 @@ export class SessionManager {
     return this.load.pickFewest(version.endpoints, cap === 0 ? undefined : (key) => capShare(cap, key, rank));
   }
 
-  #enqueue(fn: RoutableFunction, version: RoutableVersion, owner: ConnectionSessions, queue: PendingSession[] | undefined): PendingSession | GrpcError {
+  #enqueue(fn: RoutableFunction, version: RoutableVersion, owner: SessionOwner, queue: PendingSession[] | undefined): PendingSession | GrpcError {
     const { functionId } = fn;
     const { versionId } = version;
     const { maxPendingSessions, holdTimeoutMs } = fn.scaling;
@@ -179,7 +181,7 @@ export class SessionManager {
         const endpoint = this.#pick(fn, version);
         if (!endpoint) break;
         const pending = queue[0] as PendingSession;
-        const owner = this.#pendingOwners.get(pending) as ConnectionSessions;
+        const owner = this.#pendingOwners.get(pending) as SessionOwner;
         const waitedMs = pending.waitedMs();
         this.#dequeue(pending, 'bound');
         const session = this.#bind(this.#record(newSid(), fn.functionId, version.versionId, endpoint.key), endpoint, owner, undefined);
@@ -235,7 +237,7 @@ export class SessionManager {
    * that this process knows is live or ended less than the linger ago; on an endpoint of that
    * version that is still ready, and under the per-endpoint cap.
    */
-  resume(claims: SessionClaims, token: string, fn: RoutableFunction, owner: ConnectionSessions): Session | GrpcError {
+  resume(claims: SessionClaims, token: string, fn: RoutableFunction, owner: SessionOwner): Session | GrpcError {
     let record = this.#records.get(claims.sid);
     const now = Date.now();
     const knownHere = record !== undefined && (record.live > 0 || performance.now() - record.endedAt < this.#opts.lingerMs);
@@ -285,7 +287,7 @@ export class SessionManager {
    * of its version ends, and its connection is told (so the client can be sent elsewhere).
    */
   retireUnready(lookup: FunctionLookup): void {
-    const gone: [Session, ConnectionSessions][] = [];
+    const gone: [Session, SessionOwner][] = [];
     for (const group of this.#bound.values()) {
       const [first] = group.keys();
       if (!first) continue;
@@ -301,7 +303,7 @@ export class SessionManager {
     return record;
   }
 
-  #bind(record: SessionRecord, endpoint: Endpoint, owner: ConnectionSessions, sealed: { token: string; sealedAt: number } | undefined): Session {
+  #bind(record: SessionRecord, endpoint: Endpoint, owner: SessionOwner, sealed: { token: string; sealedAt: number } | undefined): Session {
     record.live++;
     this.#lingering.delete(record.sid);
     this.load.acquire(endpoint.key);
@@ -357,123 +359,9 @@ export class SessionManager {
   }
 }
 
-/**
- * The sessions of one client connection, one per (function, version) actually used. Calls
- * that name no version follow a per-function pointer to the version their session was pinned
- * with, so promotion (a new activeVersion) only affects sessions opened after it.
- */
-export class ConnectionSessions {
-  readonly #manager: SessionManager;
-  readonly #onEndpointGone: () => void;
-  /** "functionId\0versionId" -> session */
-  readonly #byVersion = new Map<string, Session>();
-  /** functionId -> version that calls naming no version use on this connection */
-  readonly #defaults = new Map<string, string>();
-  /** "functionId\0versionId" -> this connection's session still waiting for room */
-  readonly #waiting = new Map<string, PendingSession>();
-
-  constructor(manager: SessionManager, onEndpointGone: () => void) {
-    this.#manager = manager;
-    this.#onEndpointGone = onEndpointGone;
-  }
-
-  /**
-   * The session this RPC runs on: the pinned one if its endpoint is still ready, else a new one;
-   * or the connection's session still waiting for room, to wait on.
-   */
-  acquire(fn: RoutableFunction, versionId: string | undefined, resumeId: string | undefined): Session | GrpcError | PendingSession {
-    if (resumeId !== undefined) return this.#resume(fn, versionId, resumeId);
-    let wanted = versionId ?? this.#defaults.get(fn.functionId) ?? fn.activeVersion;
-    let session = this.#pinned(fn, wanted);
-    if (!session && versionId === undefined && wanted !== fn.activeVersion) {
-      // The session the pointer named has ended: a new session takes the active version.
-      wanted = fn.activeVersion;
-      session = this.#pinned(fn, wanted);
-    }
-    if (session) {
-      this.#manager.refresh(session);
-    } else {
-      const version = fn.versions.get(wanted);
-      if (!version) return grpcError(Status.NOT_FOUND, `function ${fn.functionId} has no version ${wanted}`);
-      const key = versionKey(fn.functionId, wanted);
-      // Later RPCs of the connection wait on the session already waiting.
-      const opened = this.#waiting.get(key) ?? this.#manager.open(fn, version, this);
-      if (isGrpcError(opened)) return opened;
-      if (versionId === undefined) this.#defaults.set(fn.functionId, wanted);
-      if (opened instanceof PendingSession) {
-        this.#waiting.set(key, opened);
-        return opened;
-      }
-      this.#byVersion.set(key, opened);
-      session = opened;
-    }
-    if (versionId === undefined) this.#defaults.set(fn.functionId, wanted);
-    return session;
-  }
-
-  /** A waiting session of this connection stopped waiting: bound to `session`, or not (undefined). */
-  settled(pending: PendingSession, session: Session | undefined): void {
-    const key = versionKey(pending.functionId, pending.versionId);
-    if (this.#waiting.get(key) === pending) this.#waiting.delete(key);
-    if (session) this.#byVersion.set(key, session);
-  }
-
-  /** The client connection closed: every session of it ends, and those waiting stop waiting. */
-  closeAll(): void {
-    for (const pending of [...this.#waiting.values()]) this.#manager.abandon(pending);
-    this.#waiting.clear();
-    for (const session of this.#byVersion.values()) this.#manager.end(session);
-    this.#byVersion.clear();
-    this.#defaults.clear();
-  }
-
-  /** The manager found this session's endpoint no longer ready: it ends, and the connection is told. */
-  endpointGone(session: Session): void {
-    const key = versionKey(session.functionId, session.versionId);
-    if (this.#byVersion.get(key) === session) this.#byVersion.delete(key);
-    // Open streams run on over the old upstream until they end.
-    this.#manager.end(session);
-    this.#onEndpointGone();
-  }
-
-  /** This connection's session for the version, if its endpoint is still ready; a stale one ends. */
-  #pinned(fn: RoutableFunction, versionId: string): Session | undefined {
-    const session = this.#byVersion.get(versionKey(fn.functionId, versionId));
-    if (!session) return undefined;
-    if (fn.versions.get(versionId)?.byKey.has(session.endpoint.key)) return session;
-    this.endpointGone(session);
-    return undefined;
-  }
-
-  #resume(fn: RoutableFunction, versionId: string | undefined, token: string): Session | GrpcError {
-    const claims = this.#manager.unseal(token);
-    if (!claims || claims.functionId !== fn.functionId || (versionId !== undefined && versionId !== claims.versionId)) {
-      return noSession;
-    }
-    const current = this.#pinned(fn, claims.versionId);
-    let session: Session | GrpcError;
-    if (current?.id === claims.sid) {
-      session = current;
-      this.#manager.refresh(current);
-    } else {
-      session = this.#manager.resume(claims, token, fn, this);
-      if (isGrpcError(session)) return session;
-      // Resuming replaces whatever session this connection had for that version.
-      if (current) this.#manager.end(current);
-      this.#byVersion.set(versionKey(fn.functionId, claims.versionId), session);
-    }
-    if (versionId === undefined) this.#defaults.set(fn.functionId, claims.versionId);
-    return session;
-  }
-}
-
 /** What a full endpoint holds, for RESOURCE_EXHAUSTED: with a shared cap, this process's share. */
 function allowed(cap: number, rank: ReplicaRank): string {
   return rank.count > 1 ? `this gateway's share of its ${cap} sessions (${rank.count} gateway processes share the cap)` : `${cap} sessions`;
-}
-
-function versionKey(functionId: string, versionId: string): string {
-  return functionId + '\0' + versionId;
 }
 
 function groupKey(functionId: string, versionId: string, endpointKey: string): string {

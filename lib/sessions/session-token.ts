@@ -27,8 +27,6 @@ const HEADER_BYTES = 1 + KEY_ID_BYTES;
 const SID_BYTES = 8;
 const TIME_BYTES = 6;
 const FIXED_CLAIM_BYTES = SID_BYTES + 2 * TIME_BYTES;
-/** Shortest secret accepted: 32 characters of a random string carry well over 128 bits. */
-const MIN_SECRET_LENGTH = 32;
 /** Longer than any header a client would send back; bounds the work done on garbage. */
 const MAX_TOKEN_LENGTH = 2048;
 
@@ -135,25 +133,6 @@ function randomSlice(n: number): Buffer {
   const slice = pool.subarray(poolAt, poolAt + n);
   poolAt += n;
   return slice;
-}
-
-/**
- * Reads a session key file: one secret per line, blank lines and `#` comments skipped, each
- * at least MIN_SECRET_LENGTH characters. Throws naming the line that is wrong.
- */
-export function parseSessionSecrets(text: string, origin: string): string[] {
-  const secrets: string[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = (lines[i] as string).trim();
-    if (line === '' || line.startsWith('#')) continue;
-    if (line.length < MIN_SECRET_LENGTH) {
-      throw new Error(`${origin}:${i + 1}: session key is ${line.length} characters; at least ${MIN_SECRET_LENGTH} are needed`);
-    }
-    secrets.push(line);
-  }
-  if (secrets.length === 0) throw new Error(`${origin}: no session key in the file (one secret per line, at least ${MIN_SECRET_LENGTH} characters)`);
-  return secrets;
 }
 
 function deriveKey(secret: Buffer): SealingKey {

@@ -26,7 +26,6 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { METRIC_RPC_SERVER_CALL_DURATION } from '@opentelemetry/semantic-conventions';
 import type { H2Counters } from '../h2/limits.ts';
-import type { CloseReason } from './events.ts';
 import { ATTR, DURATION_BOUNDARIES, LabelledCounter, RpcStats, type Histogram, type RpcSeries } from './rpc-stats.ts';
 
 // The package's serializer file, not its index: the index's exporter (an HTTP server of its own,

@@ -15,7 +15,7 @@ import { startGateway } from '../helpers/gateway.ts';
 import { grpcFrame, parseGrpcFrames, rawGrpcCall, sendHttp1 } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { loadFunctionsDir } from '../../lib/sources/file/functions-dir.ts';
-import { loadApiKeysFile } from '../../lib/sources/file/api-keys-file.ts';
+import { apiKeysFile } from '../../lib/sources/file/api-keys-file.ts';
 
 /** Enough of a tap Test to register cleanups. */
 interface Teardown {
@@ -374,7 +374,7 @@ t.test('files: functions, keys, TLS certificate', async (t) => {
     { name: 'alice', key: 'secret-a', functions: ['fn-1'] },
     { name: 'bob', key: 'secret-b', functions: '*' },
   ]);
-  const keys = (await loadApiKeysFile(join(dir, 'keys.yaml'))).records;
+  const keys = (await apiKeysFile.load(join(dir, 'keys.yaml'))).value;
   t.match(keys, [{ name: 'alice', sha256: sha256Hex('secret-a'), functions: new Set(['fn-1']) }, { name: 'bob', sha256: sha256Hex('secret-b'), functions: '*' }]);
 
   const tls = makeTlsCert(join(dir, 'tls'));

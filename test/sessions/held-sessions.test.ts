@@ -4,15 +4,15 @@
 // replicas' published counts and says which version changed.
 import t from 'tap';
 import { isGrpcError, Status, type GrpcError } from '../../lib/grpc/status.ts';
-import { newCounters } from '../../lib/h2/limits.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import type { FunctionSpec, RoutableFunction } from '../../lib/registry/types.ts';
 import { SessionTotals } from '../../lib/scaling/session-totals.ts';
 import { PendingSession, type SessionWaiter, type WaitOutcome } from '../../lib/sessions/pending-session.ts';
+import { ConnectionSessions } from '../../lib/sessions/connection-sessions.ts';
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import type { Session } from '../../lib/sessions/session.ts';
 import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
-import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection } from '../../lib/upstreams/upstream-connection.ts';
+import { stubUpstreams } from '../helpers/stub-upstreams.ts';
 
 const spec = (endpoints: string[], maxPendingSessions = 100): FunctionSpec => ({
   name: 'f',
@@ -31,7 +31,7 @@ function fixture(maxPendingSessions = 100) {
   const ended: WaitOutcome[] = [];
   const manager = new SessionManager({
     lingerMs: 1000,
-    openUpstream: (endpoint) => new UpstreamConnection(endpoint, { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} }),
+    openUpstream: stubUpstreams().open,
     keys: SessionKeyRing.random(),
     lookup: (id) => registry.getFunction(id),
     onWaitEnded: (_f, _v, outcome) => ended.push(outcome),
@@ -56,7 +56,7 @@ function waiter(): SessionWaiter & { session?: Session; error?: GrpcError } {
 t.test('first come, first served on a capped endpoint; a connection waits on one session', async (t) => {
   const { manager, fn, ended } = fixture();
   t.teardown(() => manager.close());
-  const [a, b, c] = [0, 1, 2].map(() => manager.forConnection(() => {})) as [ReturnType<typeof manager.forConnection>, ReturnType<typeof manager.forConnection>, ReturnType<typeof manager.forConnection>];
+  const [a, b, c] = [0, 1, 2].map(() => new ConnectionSessions(manager, () => {})) as [ConnectionSessions, ConnectionSessions, ConnectionSessions];
   const held = a.acquire(fn(), undefined, undefined);
   t.notOk(isGrpcError(held) || held instanceof PendingSession, 'a takes the only slot');
   const pb = b.acquire(fn(), undefined, undefined);
@@ -84,17 +84,17 @@ t.test('first come, first served on a capped endpoint; a connection waits on one
 t.test('the last call leaving ends the wait; a full queue refuses at once; a drain fails all', async (t) => {
   const { manager, fn, ended } = fixture(1);
   t.teardown(() => manager.close());
-  const owner = manager.forConnection(() => {});
+  const owner = new ConnectionSessions(manager, () => {});
   owner.acquire(fn(), undefined, undefined);
-  const x = manager.forConnection(() => {});
+  const x = new ConnectionSessions(manager, () => {});
   const px = x.acquire(fn(), undefined, undefined) as PendingSession;
   const w = waiter();
   manager.wait(px, w);
-  const full = manager.forConnection(() => {}).acquire(fn(), undefined, undefined);
+  const full = new ConnectionSessions(manager, () => {}).acquire(fn(), undefined, undefined);
   t.match(full, { code: Status.RESOURCE_EXHAUSTED, message: /1 sessions already wait for function fn version v1/ });
   manager.leave(px, w, 'cancelled');
   t.equal(manager.waitingCount(), 0, 'its only call left: the session stops waiting');
-  const y = manager.forConnection(() => {});
+  const y = new ConnectionSessions(manager, () => {});
   const py = y.acquire(fn(), undefined, undefined) as PendingSession;
   const wy = waiter();
   manager.wait(py, wy);

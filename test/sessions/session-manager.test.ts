@@ -2,17 +2,15 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { capShare, SOLE_REPLICA } from '../../lib/sessions/cap-share.ts';
 import { EndpointLoad } from '../../lib/sessions/endpoint-load.ts';
+import { ConnectionSessions } from '../../lib/sessions/connection-sessions.ts';
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { isGrpcError, Status } from '../../lib/grpc/status.ts';
-import { newCounters } from '../../lib/h2/limits.ts';
-import { DEFAULT_UPSTREAM_LIMITS, UpstreamConnection, type UpstreamTuning } from '../../lib/upstreams/upstream-connection.ts';
-
-const upstreamTuning: UpstreamTuning = { limits: DEFAULT_UPSTREAM_LIMITS, counters: newCounters(), onInternalError: () => {} };
 import { NO_SCALING, type Endpoint, type FunctionSpec, type RoutableFunction } from '../../lib/registry/types.ts';
 import type { Session } from '../../lib/sessions/session.ts';
 import { PendingSession } from '../../lib/sessions/pending-session.ts';
-import { newSid, parseSessionSecrets, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
+import { newSid, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
+import { stubUpstreams } from '../helpers/stub-upstreams.ts';
 
 const ep = (port: number): Endpoint => ({ host: '127.0.0.1', port, key: `127.0.0.1:${port}` });
 
@@ -50,16 +48,17 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
     origin: 'test',
   });
   registry.replaceFunctions([spec('v1', { v1: ports, v2: [9] })]);
-  const manager = new SessionManager({ lingerMs, openUpstream: (endpoint) => new UpstreamConnection(endpoint, upstreamTuning), keys });
+  const upstreams = stubUpstreams();
+  const manager = new SessionManager({ lingerMs, openUpstream: upstreams.open, keys });
   const fn = (): RoutableFunction => registry.getFunction('fn') as RoutableFunction;
   /** Connections told that a pinned endpoint went away, by index of creation. */
   const gone: number[] = [];
   let made = 0;
   const connection = () => {
     const index = made++;
-    return manager.forConnection(() => gone.push(index));
+    return new ConnectionSessions(manager, () => gone.push(index));
   };
-  return { registry, manager, fn, spec, connection, gone };
+  return { registry, manager, fn, spec, connection, gone, upstreams };
 }
 
 const ok = (t: Test, s: Session | PendingSession | { code: number }): Session => {
@@ -112,14 +111,8 @@ t.test('session tokens: forged, tampered, garbled and foreign ids open to nothin
   t.equal(SessionKeyRing.fromSecrets([SECRET + '!']).open(token), undefined, 'a different shared secret');
 });
 
-t.test('session key files: one secret per line, comments skipped, short ones named by line', async (t) => {
-  t.same(parseSessionSecrets(`# current\n${SECRET}\n\n  ${SECRET}-old  \n`, 'keys'), [SECRET, `${SECRET}-old`]);
-  t.throws(() => parseSessionSecrets(`${SECRET}\nshort\n`, '/etc/k'), { message: '/etc/k:2: session key is 5 characters; at least 32 are needed' });
-  t.throws(() => parseSessionSecrets('# nothing\n\n', '/etc/k'), { message: /^\/etc\/k: no session key in the file/ });
-});
-
 t.test('a connection pins per (function, version); promotion affects new sessions only', async (t) => {
-  const { registry, manager, fn, spec, connection } = fixture(1000);
+  const { registry, manager, fn, spec, connection, upstreams } = fixture(1000);
   t.teardown(() => manager.close());
   const a = connection();
   const s1 = ok(t, a.acquire(fn(), undefined, undefined));
@@ -132,9 +125,12 @@ t.test('a connection pins per (function, version); promotion affects new session
   t.equal(ok(t, a.acquire(fn(), 'v1', undefined)).id, s1.id, 'and naming v1 still reaches it');
   const b = connection();
   t.equal(ok(t, b.acquire(fn(), undefined, undefined)).endpoint.port, 9, 'a new connection gets the new active version');
+  t.same(upstreams.opened, ['127.0.0.1:1', '127.0.0.1:9', '127.0.0.1:9'], 'each session gets its own upstream connection from the factory');
+  t.same(upstreams.closed, [], '...kept while the session lives');
   a.closeAll();
   b.closeAll();
   t.equal(manager.liveCount(), 0);
+  t.same(upstreams.closed.sort(), [...upstreams.opened].sort(), 'and closed when it ends');
 });
 
 t.test('resume: live and lingering sessions here; after linger + reseal period, NOT_FOUND', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { rename, rm, symlink, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadApiKeysFile, parseApiKeysFile, watchApiKeysFile } from '../../lib/sources/file/api-keys-file.ts';
+import { apiKeysFile, parseApiKeysFile } from '../../lib/sources/file/api-keys-file.ts';
 import type { ApiKeyRecord } from '../../lib/registry/types.ts';
 import { sleep } from '../helpers/wait.ts';
 import { captureLog, changes } from './changes.ts';
@@ -69,18 +69,18 @@ t.test('invalid key files name the file, line and field', async (t) => {
   }
 });
 
-t.test('loadApiKeysFile', async (t) => {
+t.test('apiKeysFile.load', async (t) => {
   const dir = t.testdir({ 'keys.yaml': `keys:\n${entry('alice', H1, '"*"')}` });
-  t.same(names((await loadApiKeysFile(join(dir, 'keys.yaml'))).records), ['alice']);
-  await t.rejects(loadApiKeysFile(join(dir, 'nope.yaml')), { message: `api keys file ${join(dir, 'nope.yaml')}: does not exist` });
+  t.same(names((await apiKeysFile.load(join(dir, 'keys.yaml'))).value), ['alice']);
+  await t.rejects(apiKeysFile.load(join(dir, 'nope.yaml')), { message: `api keys file ${join(dir, 'nope.yaml')}: does not exist` });
 });
 
-t.test('watchApiKeysFile: a removed key is gone within 2 s; a bad edit keeps the last good set', async (t) => {
+t.test('apiKeysFile.watch: a removed key is gone within 2 s; a bad edit keeps the last good set', async (t) => {
   const dir = t.testdir({ 'keys.yaml': `keys:\n${entry('alice', H1, '"*"')}${entry('bob', H2, '[fn-a]')}` });
   const file = join(dir, 'keys.yaml');
   const got = changes<ApiKeyRecord[]>();
   const { log, lines, waitFor } = captureLog();
-  const w = watchApiKeysFile(file, got.onChange, log);
+  const w = apiKeysFile.watch(file, got.onChange, log);
   t.teardown(() => w.close());
   t.same(names(await got.next()), ['alice', 'bob']);
 
@@ -118,7 +118,7 @@ t.test('the stat poll alone catches a change within 2 s', async (t) => {
   const dir = t.testdir({ 'keys.yaml': `keys:\n${entry('alice', H1, '"*"')}${entry('bob', H2, '"*"')}` });
   const file = join(dir, 'keys.yaml');
   const got = changes<ApiKeyRecord[]>();
-  const w = watchApiKeysFile(file, got.onChange, captureLog().log, { fsWatch: false });
+  const w = apiKeysFile.watch(file, got.onChange, captureLog().log, { fsWatch: false });
   t.teardown(() => w.close());
   t.same(names(await got.next()), ['alice', 'bob']);
   await writeFile(file, `keys:\n${entry('bob', H2, '"*"')}`);
@@ -135,7 +135,7 @@ t.test('a Kubernetes-style ..data symlink swap is picked up', async (t) => {
   await symlink('..v1', join(dir, '..data'));
   await symlink(join('..data', 'keys.yaml'), join(dir, 'keys.yaml'));
   const got = changes<ApiKeyRecord[]>();
-  const w = watchApiKeysFile(join(dir, 'keys.yaml'), got.onChange, captureLog().log, { pollMs: 600_000 });
+  const w = apiKeysFile.watch(join(dir, 'keys.yaml'), got.onChange, captureLog().log, { pollMs: 600_000 });
   t.teardown(() => w.close());
   t.same(names(await got.next()), ['alice']);
 

@@ -6,10 +6,8 @@
 import { isKeyName, isSha256Hex, keyFunctions, KEY_NAME_RULE, SHA256_RULE } from '../../registry/api-key-format.ts';
 import { ManifestError, fieldChecker } from '../../registry/function-manifest.ts';
 import type { ApiKeyRecord } from '../../registry/types.ts';
-import type { Logger } from '../../telemetry/log.ts';
+import { textFileSource } from './text-file-source.ts';
 import { locateError, parseYamlFile } from './yaml-file.ts';
-import { readTextFile, watchTextFile } from '../../files/watch.ts';
-import type { Closable, WatchTiming } from '../../files/watch.ts';
 
 /** Validates the parsed document of a keys file. */
 export function parseApiKeys(doc: unknown, origin: string): ApiKeyRecord[] {
@@ -63,41 +61,15 @@ export function parseApiKeysFile(text: string, file: string): ApiKeyRecord[] {
   }
 }
 
-/** A keys file as read at start-up; its text goes to watchApiKeysFile so it is not read and applied twice. */
-export interface LoadedApiKeys {
-  readonly records: ApiKeyRecord[];
-  readonly text: string;
-}
-
-export async function loadApiKeysFile(path: string): Promise<LoadedApiKeys> {
-  const text = await readTextFile(path, 'api keys file');
-  return { records: parseApiKeysFile(text, path), text };
-}
-
 /**
- * Calls `onChange` with the full key set after the first successful read and after every
- * change (the file is watched as `watchTextFile` describes); `initialText` (what
- * loadApiKeysFile read) is already in use and not delivered again. An invalid or missing file
- * logs an error and keeps the last good set (revoking means removing the entry).
+ * The keys file: read at start-up, then watched; an invalid or missing file logs an error and
+ * keeps the last good set (revoking means removing the entry).
  */
-export function watchApiKeysFile(
-  path: string,
-  onChange: (records: ApiKeyRecord[]) => void,
-  log: Logger,
-  timing: WatchTiming = {},
-  initialText?: string,
-): Closable {
-  return watchTextFile({
-    path,
-    timing,
-    initialText,
-    unreadableMessage: 'cannot read api keys file; keeping the last good keys',
-    invalidMessage: 'invalid api keys file; keeping the last good keys',
-    parse: (text) => parseApiKeysFile(text, path),
-    apply: (records) => {
-      log.info('api keys loaded', { file: path, keys: records.length });
-      onChange(records);
-    },
-    log,
-  });
-}
+export const apiKeysFile = textFileSource({
+  label: 'api keys file',
+  parse: parseApiKeysFile,
+  unreadableMessage: 'cannot read api keys file; keeping the last good keys',
+  invalidMessage: 'invalid api keys file; keeping the last good keys',
+  loadedMessage: 'api keys loaded',
+  count: (records) => records.length,
+});

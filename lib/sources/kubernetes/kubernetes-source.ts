@@ -171,10 +171,6 @@ export class KubernetesSource {
     });
   }
 
-  get synced(): boolean {
-    return this.#functions.synced && this.#slices.synced && this.#secrets.synced;
-  }
-
   /** Seconds the view has been stale (a watch failing); 0 when current. */
   staleSeconds(): number {
     let since: number | undefined;
@@ -183,10 +179,6 @@ export class KubernetesSource {
       if (s !== undefined && (since === undefined || s < since)) since = s;
     }
     return since === undefined ? 0 : (performance.now() - since) / 1000;
-  }
-
-  get leading(): boolean {
-    return this.#lease.leading;
   }
 
   async stop(): Promise<void> {

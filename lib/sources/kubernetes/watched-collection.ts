@@ -59,10 +59,6 @@ export class WatchedCollection<T extends KubernetesObject> {
     return this.#objects.values();
   }
 
-  get synced(): boolean {
-    return this.#synced;
-  }
-
   /** When the view stopped being known current (performance.now() ms); undefined = current. */
   get staleSince(): number | undefined {
     return this.#staleSince;

@@ -1,6 +1,7 @@
 // The name rules the gateway checks, each written once: function and version ids as clients
 // send them, and Kubernetes' DNS-1123 names, so a file that loads locally also passes
-// `kubectl apply`.
+// `kubectl apply`. Beside the duration format at the bottom layer: the flags (--namespace),
+// Function files, key files and request metadata all check them.
 
 /** Function and version ids, as clients send them in `function-id` metadata. */
 export const ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
