@@ -15,8 +15,12 @@ export interface Invocation {
   readonly sessionId: string | undefined;
 }
 
-/** Session ids are ours (UUIDs); anything far longer is not one, and is not worth looking up. */
-const MAX_SESSION_ID = 256;
+/**
+ * The longest session id the gateway issues or looks up. Ids are sealed tokens that carry the
+ * function id, version id and endpoint (with 128-character ids and a 253-character host name,
+ * under 800 characters); anything longer is not one of ours and is not worth opening.
+ */
+export const MAX_SESSION_ID = 2048;
 
 const noFunctionId = grpcError(Status.INVALID_ARGUMENT, 'missing function-id metadata');
 

@@ -6,6 +6,7 @@
 // Wire form (base64url): version(1) | key id(4) | nonce(12) | ciphertext | tag(16); the
 // first five bytes are authenticated too. Plaintext: sid(8) | issuedAt(6) | expiresAt(6) |
 // then functionId, versionId, endpointKey, each as u16 length + UTF-8.
+import { MAX_SESSION_ID } from '../route/invocation.ts';
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, hkdfSync, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 
 export interface SessionClaims {
@@ -27,8 +28,6 @@ const HEADER_BYTES = 1 + KEY_ID_BYTES;
 const SID_BYTES = 8;
 const TIME_BYTES = 6;
 const FIXED_CLAIM_BYTES = SID_BYTES + 2 * TIME_BYTES;
-/** Longer than any header a client would send back; bounds the work done on garbage. */
-const MAX_TOKEN_LENGTH = 2048;
 
 interface SealingKey {
   readonly id: Buffer;
@@ -91,7 +90,7 @@ export class SessionKeyRing {
 
   /** The claims of a token sealed by a key of this ring; undefined for anything else. Expiry is the caller's. */
   open(token: string): SessionClaims | undefined {
-    if (token.length > MAX_TOKEN_LENGTH) return undefined;
+    if (token.length > MAX_SESSION_ID) return undefined;
     const body = Buffer.from(token, 'base64url');
     if (body.length < HEADER_BYTES + NONCE_BYTES + FIXED_CLAIM_BYTES + 6 + TAG_BYTES || body[0] !== FORMAT) return undefined;
     // Base64url decoding skips junk characters; only the canonical spelling of a token is one.

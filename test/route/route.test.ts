@@ -1,12 +1,30 @@
 import t from 'tap';
 import type { IncomingHttpHeaders } from 'node:http2';
-import { readInvocation } from '../../lib/route/invocation.ts';
+import { MAX_SESSION_ID, readInvocation } from '../../lib/route/invocation.ts';
+import { newSid, SessionKeyRing } from '../../lib/sessions/session-token.ts';
 import { routeInvocation } from '../../lib/route/route.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { Status, isGrpcError } from '../../lib/grpc/status.ts';
 import { NO_SCALING, type FunctionSpec } from '../../lib/registry/types.ts';
 
 const headers = (h: Record<string, string | string[]>): IncomingHttpHeaders => h as IncomingHttpHeaders;
+
+t.test('the session id of a session with the longest ids and host name is read back and opens', async (t) => {
+  const ring = SessionKeyRing.random();
+  const claims = {
+    sid: newSid(),
+    functionId: 'f'.repeat(128),
+    versionId: 'v'.repeat(128),
+    endpointKey: `${'h'.repeat(63)}.${'o'.repeat(63)}.${'s'.repeat(63)}.${'t'.repeat(61)}:65535`,
+    issuedAt: Date.now(),
+    expiresAt: Date.now() + 60_000,
+  };
+  const token = ring.seal(claims);
+  t.ok(token.length > 256 && token.length <= MAX_SESSION_ID, `a ${token.length}-character token is within the limit`);
+  const read = readInvocation(headers({ 'function-id': claims.functionId, 'nvcf-reqid': token }));
+  t.equal(isGrpcError(read) ? read.message : read.sessionId, token, 'readInvocation passes it on');
+  t.same(ring.open(token), claims, 'and it opens to the same claims');
+});
 
 t.test('readInvocation', async (t) => {
   t.same(readInvocation(headers({ 'function-id': 'fn-1' })), { functionId: 'fn-1', versionId: undefined, sessionId: undefined });
@@ -29,7 +47,7 @@ t.test('readInvocation', async (t) => {
     [{ 'function-id': ['a', 'b'] }, Status.INVALID_ARGUMENT, /missing function-id/],
     [{ 'function-id': 'fn', 'function-version-id': 'v/1' }, Status.INVALID_ARGUMENT, /function-version-id must be/],
     [{ 'function-id': 'fn', 'function-version-id': '' }, Status.INVALID_ARGUMENT, /function-version-id must be/],
-    [{ 'function-id': 'fn', 'nvcf-reqid': 'x'.repeat(300) }, Status.NOT_FOUND, /^no existing session found$/],
+    [{ 'function-id': 'fn', 'nvcf-reqid': 'x'.repeat(MAX_SESSION_ID + 1) }, Status.NOT_FOUND, /^no existing session found$/],
   ];
   for (const [h, code, message] of bad) {
     const got = readInvocation(headers(h));
