@@ -13,11 +13,14 @@ import type { H2Stream, StreamHandler } from './stream.ts';
 export class ClientConnection extends Http2Connection {
   #nextStreamId = 1;
 
-  /** Writes the preface and our SETTINGS to `socket` at once (a connecting socket queues them). */
+  /**
+   * The preface, our SETTINGS and what is requested in this turn go to `socket` in one write
+   * (a connecting socket queues it): one segment, and one wakeup of the server, instead of two.
+   */
   constructor(socket: Socket, limits: H2Limits, counters: H2Counters, hooks: ConnectionHooks) {
     super(socket, limits, counters);
     this.hooks = hooks;
-    socket.write(CLIENT_PREFACE);
+    this.writer.raw(CLIENT_PREFACE);
     this.sendPreface([[Setting.ENABLE_PUSH, 0]]);
   }
 

@@ -65,6 +65,17 @@ export class FrameWriter {
     }
   }
 
+  /** Octets that are not a frame (the client preface), gathered with the frames that follow. */
+  raw(bytes: Buffer): void {
+    if (this.#closed) return;
+    const at = this.#reserve(bytes.length);
+    bytes.copy(slab, at);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      process.nextTick(flushWriter, this);
+    }
+  }
+
   /** Sends what this turn gathered now (before the socket is ended, say). */
   flush(): void {
     this.#scheduled = false;
