@@ -6,6 +6,7 @@ import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { realClock, type Clock, type Timer } from '../runtime/clock.ts';
 import type { Logger } from '../telemetry/log.ts';
 
 export interface WatchTiming {
@@ -15,6 +16,8 @@ export interface WatchTiming {
   readonly pollMs?: number;
   /** false = poll only (tests of the safety net). */
   readonly fsWatch?: boolean;
+  /** Debounce and poll timers, and "now" for recent mtimes; default the real clock. */
+  readonly clock?: Clock;
 }
 
 export interface DirWatchOptions {
@@ -31,6 +34,7 @@ export interface DirWatchOptions {
    */
   readonly check: () => Promise<(() => void) | undefined>;
   readonly log: Logger;
+  readonly clock?: Clock | undefined;
 }
 
 export interface Closable {
@@ -45,18 +49,19 @@ const RACY_MS = 2000;
  * A stat-based identity that changes when a file is rewritten or replaced; undefined
  * (= "read it again") while the file's mtime is too recent to be trusted.
  */
-export function statSignature(s: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string | undefined {
-  if (Date.now() - s.mtimeMs < RACY_MS) return undefined;
+export function statSignature(s: { ino: number; size: number; mtimeMs: number; ctimeMs: number }, clock: Clock = realClock): string | undefined {
+  if (clock.wall() - s.mtimeMs < RACY_MS) return undefined;
   return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
 }
 
 /** Runs `check` once right away, then whenever the directory changes. */
 export function watchDirectory(opts: DirWatchOptions): Closable {
   const { dir, log } = opts;
+  const clock = opts.clock ?? realClock;
   let closed = false;
   let running = false;
   let again = false;
-  let debounce: NodeJS.Timeout | undefined;
+  let debounce: Timer | undefined;
   let watcher: FSWatcher | undefined;
   let watchedIno: number | undefined;
   let attaching = false;
@@ -106,9 +111,8 @@ export function watchDirectory(opts: DirWatchOptions): Closable {
     try {
       const w = watch(dir, { persistent: false }, (_event, filename) => {
         if (filename !== null && !opts.accept(filename)) return;
-        clearTimeout(debounce);
-        debounce = setTimeout(() => void run(), opts.debounceMs);
-        debounce.unref();
+        clock.clearTimeout(debounce);
+        debounce = clock.setTimeout(() => void run(), opts.debounceMs).unref();
       });
       w.on('error', (err) => {
         log.warn('file watch failed; relying on periodic checks', { dir, error: String(err) });
@@ -125,19 +129,18 @@ export function watchDirectory(opts: DirWatchOptions): Closable {
     }
   };
 
-  const poll = setInterval(() => {
+  const poll = clock.setInterval(() => {
     void ensureWatcher();
     void run();
-  }, opts.pollMs);
-  poll.unref();
+  }, opts.pollMs).unref();
   void ensureWatcher();
   void run();
 
   return {
     close() {
       closed = true;
-      clearInterval(poll);
-      clearTimeout(debounce);
+      clock.clearTimeout(poll);
+      clock.clearTimeout(debounce);
       stopWatcher();
     },
   };
@@ -187,7 +190,7 @@ export function watchTextFile<T>(opts: TextFileWatchOptions<T>): Closable {
   const check = async (): Promise<(() => void) | undefined> => {
     let text: string;
     try {
-      const next = statSignature(await stat(path));
+      const next = statSignature(await stat(path), timing.clock);
       if (next !== undefined && next === signature) return undefined;
       signature = next;
       text = await readFile(path, 'utf8');
@@ -215,6 +218,7 @@ export function watchTextFile<T>(opts: TextFileWatchOptions<T>): Closable {
     debounceMs: timing.debounceMs ?? 100,
     pollMs: timing.pollMs ?? 1000,
     fsWatch: timing.fsWatch ?? true,
+    clock: timing.clock,
     // The file itself, or Kubernetes' atomic ..data swap behind a mounted Secret/ConfigMap.
     accept: (name) => name === base || name.startsWith('..'),
     check,

@@ -119,7 +119,7 @@ export function watchFunctionsDir(
       try {
         const s = await stat(file);
         if (!s.isFile()) continue;
-        signature = statSignature(s);
+        signature = statSignature(s, timing.clock);
       } catch {
         continue; // vanished between readdir and stat; treated as deleted
       }
@@ -156,6 +156,7 @@ export function watchFunctionsDir(
     debounceMs: timing.debounceMs ?? 100,
     pollMs: timing.pollMs ?? 2000,
     fsWatch: timing.fsWatch ?? true,
+    clock: timing.clock,
     // Every event: Kubernetes ConfigMap updates only touch the ..data entries.
     accept: () => true,
     check,
