@@ -2,6 +2,7 @@
 // maxSessionsPerEndpoint, and the Function holds new sessions (scaling.holdTimeout > 0). The
 // RPCs of its connection that want it wait on it; it is bound once, first come first served.
 import type { GrpcError } from '../grpc/status.ts';
+import type { Clock, Timer } from '../runtime/clock.ts';
 import type { Session } from './session.ts';
 
 /** One RPC waiting on a pending session. */
@@ -18,18 +19,21 @@ export type WaitOutcome = 'bound' | 'deadline' | 'cancelled' | 'timeout' | 'queu
 export class PendingSession {
   readonly functionId: string;
   readonly versionId: string;
-  /** performance.now() when it started waiting. */
-  readonly since = performance.now();
+  readonly #clock: Clock;
+  /** clock.now() when it started waiting. */
+  readonly since: number;
   readonly waiters = new Set<SessionWaiter>();
   /** The holdTimeout timer. */
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
 
-  constructor(functionId: string, versionId: string) {
+  constructor(functionId: string, versionId: string, clock: Clock) {
     this.functionId = functionId;
     this.versionId = versionId;
+    this.#clock = clock;
+    this.since = clock.now();
   }
 
   waitedMs(): number {
-    return Math.round(performance.now() - this.since);
+    return Math.round(this.#clock.now() - this.since);
   }
 }

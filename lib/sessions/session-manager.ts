@@ -5,6 +5,7 @@
 import { formatDuration } from '../config/duration.ts';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
+import { realClock, type Clock, type Timer } from '../runtime/clock.ts';
 import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
 import { PendingSession, type SessionWaiter, type WaitOutcome } from './pending-session.ts';
@@ -22,6 +23,8 @@ export interface SessionManagerOptions {
   readonly lookup?: FunctionLookup | undefined;
   /** A held session stopped waiting (bound or not), for metrics. */
   readonly onWaitEnded?: ((functionId: string, versionId: string, outcome: WaitOutcome, waitedMs: number) => void) | undefined;
+  /** Linger, hold timeouts and token timestamps; default the real clock. */
+  readonly clock?: Clock | undefined;
 }
 
 /** Looks a function up as routing sees it now (the registry). */
@@ -53,6 +56,7 @@ export class SessionManager {
   /** "function\0version\0endpoint" -> live sessions pinned there, with the connection holding each. */
   readonly #bound = new Map<string, Map<Session, SessionOwner>>();
   readonly #opts: SessionManagerOptions;
+  readonly #clock: Clock;
   #keys: SessionKeyRing;
   /** Which share of each endpoint's maxSessionsPerEndpoint this process may fill. */
   #rank: ReplicaRank = SOLE_REPLICA;
@@ -60,10 +64,11 @@ export class SessionManager {
   readonly #resealMs: number;
   /** ...and stays valid this long, so the newest token a client holds is good for at least the linger. */
   readonly #lifetimeMs: number;
-  #sweeper: NodeJS.Timeout | undefined;
+  #sweeper: Timer | undefined;
 
   constructor(opts: SessionManagerOptions) {
     this.#opts = opts;
+    this.#clock = opts.clock ?? realClock;
     this.#keys = opts.keys;
     this.#resealMs = Math.min(Math.max(opts.lingerMs, 1000), 60_000);
     this.#lifetimeMs = opts.lingerMs + this.#resealMs;
@@ -91,7 +96,7 @@ export class SessionManager {
   }
 
   close(): void {
-    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#clock.clearTimeout(this.#sweeper);
     this.#sweeper = undefined;
   }
 
@@ -135,13 +140,13 @@ export class SessionManager {
         `${maxPendingSessions} sessions already wait for function ${functionId} version ${versionId} to have room (scaling.maxPendingSessions)`,
       );
     }
-    const pending = new PendingSession(functionId, versionId);
+    const pending = new PendingSession(functionId, versionId, this.#clock);
     if (queue === undefined) this.#queues.set(versionKey(functionId, versionId), [pending]);
     else queue.push(pending);
     this.#pendingOwners.set(pending, owner);
     const reason = version.endpoints.length === 0 ? 'had no ready endpoint' : 'had no ready endpoint with room for a new session';
     const timeout = grpcError(Status.UNAVAILABLE, `function ${functionId} version ${versionId} ${reason} after ${formatDuration(holdTimeoutMs)}`);
-    pending.timer = setTimeout(() => this.#fail(pending, timeout, 'timeout'), holdTimeoutMs);
+    pending.timer = this.#clock.setTimeout(() => this.#fail(pending, timeout, 'timeout'), holdTimeoutMs);
     this.versions.add(functionId, versionId, 0, 1);
     return pending;
   }
@@ -214,7 +219,7 @@ export class SessionManager {
     const owner = this.#pendingOwners.get(pending);
     if (owner === undefined) return;
     this.#pendingOwners.delete(pending);
-    clearTimeout(pending.timer);
+    this.#clock.clearTimeout(pending.timer);
     const key = versionKey(pending.functionId, pending.versionId);
     const queue = this.#queues.get(key);
     if (queue !== undefined) {
@@ -239,8 +244,8 @@ export class SessionManager {
    */
   resume(claims: SessionClaims, token: string, fn: RoutableFunction, owner: SessionOwner): Session | GrpcError {
     let record = this.#records.get(claims.sid);
-    const now = Date.now();
-    const knownHere = record !== undefined && (record.live > 0 || performance.now() - record.endedAt < this.#opts.lingerMs);
+    const now = this.#clock.wall();
+    const knownHere = record !== undefined && (record.live > 0 || this.#clock.now() - record.endedAt < this.#opts.lingerMs);
     if (!knownHere && claims.expiresAt <= now) return noSession;
     const endpoint = fn.versions.get(claims.versionId)?.byKey.get(claims.endpointKey);
     if (!endpoint) return noSession;
@@ -255,7 +260,7 @@ export class SessionManager {
 
   /** Moves the session's expiry on if its token is due (one clock read per RPC otherwise). */
   refresh(session: Session): void {
-    const now = Date.now();
+    const now = this.#clock.wall();
     if (now >= session.resealAt) this.#seal(session, now);
   }
 
@@ -277,9 +282,9 @@ export class SessionManager {
     if (this.#queues.has(versionKey(session.functionId, session.versionId))) this.admitWaiting();
     const record = this.#records.get(session.id);
     if (!record || --record.live > 0) return;
-    record.endedAt = performance.now();
+    record.endedAt = this.#clock.now();
     this.#lingering.set(record.sid, record);
-    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, this.#opts.lingerMs)).unref();
+    this.#sweeper ??= this.#clock.setInterval(() => this.#sweep(), Math.min(1000, this.#opts.lingerMs)).unref();
   }
 
   /**
@@ -323,7 +328,7 @@ export class SessionManager {
       session.setCookie = [sessionCookie(sealed.token)];
       session.resealAt = sealed.sealedAt + this.#resealMs;
     } else {
-      this.#seal(session, Date.now());
+      this.#seal(session, this.#clock.wall());
     }
     const key = groupKey(record.functionId, record.versionId, endpoint.key);
     let group = this.#bound.get(key);
@@ -346,14 +351,14 @@ export class SessionManager {
   }
 
   #sweep(): void {
-    const cutoff = performance.now() - this.#opts.lingerMs;
+    const cutoff = this.#clock.now() - this.#opts.lingerMs;
     for (const record of this.#lingering.values()) {
       if (record.endedAt > cutoff) break;
       this.#lingering.delete(record.sid);
       if (record.live === 0) this.#records.delete(record.sid);
     }
     if (this.#lingering.size === 0 && this.#sweeper) {
-      clearInterval(this.#sweeper);
+      this.#clock.clearTimeout(this.#sweeper);
       this.#sweeper = undefined;
     }
   }

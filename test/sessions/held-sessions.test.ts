@@ -1,7 +1,8 @@
 // The waiting room of lib/sessions without sockets: sessions wait first come, first served for
 // room on a capped endpoint, a connection's later calls join its waiting session, a full queue
-// refuses, and the per-version counts (what KEDA is told) follow; SessionTotals adds the other
-// replicas' published counts and says which version changed.
+// refuses, the holdTimeout (on a manual clock) ends a wait, and the per-version counts (what
+// KEDA is told) follow; SessionTotals adds the other replicas' published counts and says which
+// version changed.
 import t from 'tap';
 import { isGrpcError, Status, type GrpcError } from '../../lib/grpc/status.ts';
 import { Registry } from '../../lib/registry/registry.ts';
@@ -12,6 +13,7 @@ import { ConnectionSessions } from '../../lib/sessions/connection-sessions.ts';
 import { SessionManager } from '../../lib/sessions/session-manager.ts';
 import type { Session } from '../../lib/sessions/session.ts';
 import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 import { stubUpstreams } from '../helpers/stub-upstreams.ts';
 
 const spec = (endpoints: string[], maxPendingSessions = 100): FunctionSpec => ({
@@ -29,25 +31,34 @@ function fixture(maxPendingSessions = 100) {
   const registry = new Registry();
   registry.replaceFunctions([spec(['127.0.0.1:1'], maxPendingSessions)]);
   const ended: WaitOutcome[] = [];
+  /** [outcome, waitedMs] as metrics get them. */
+  const waits: [WaitOutcome, number][] = [];
+  const clock = new ManualClock();
   const manager = new SessionManager({
     lingerMs: 1000,
     openUpstream: stubUpstreams().open,
     keys: SessionKeyRing.random(),
     lookup: (id) => registry.getFunction(id),
-    onWaitEnded: (_f, _v, outcome) => ended.push(outcome),
+    onWaitEnded: (_f, _v, outcome, waitedMs) => {
+      ended.push(outcome);
+      waits.push([outcome, waitedMs]);
+    },
+    clock,
   });
   const fn = (): RoutableFunction => registry.getFunction('fn') as RoutableFunction;
-  return { registry, manager, fn, ended };
+  return { registry, manager, fn, ended, waits, clock };
 }
 
-/** A waiter that records how its wait ended. */
-function waiter(): SessionWaiter & { session?: Session; error?: GrpcError } {
-  const w: SessionWaiter & { session?: Session; error?: GrpcError } = {
-    bound(session) {
+/** A waiter that records how its wait ended, and after how long. */
+function waiter(): SessionWaiter & { session?: Session; error?: GrpcError; waitedMs?: number } {
+  const w: SessionWaiter & { session?: Session; error?: GrpcError; waitedMs?: number } = {
+    bound(session, waitedMs) {
       w.session = session;
+      w.waitedMs = waitedMs;
     },
-    failed(error) {
+    failed(error, waitedMs) {
       w.error = error;
+      w.waitedMs = waitedMs;
     },
   };
   return w;
@@ -104,6 +115,37 @@ t.test('the last call leaving ends the wait; a full queue refuses at once; a dra
   t.not(y.acquire(fn(), undefined, undefined), py, 'a failed wait is forgotten by its connection');
   owner.closeAll();
   y.closeAll();
+});
+
+t.test('holdTimeout: the wait fails when it has passed, not before; a session bound in time is not failed later', async (t) => {
+  const { manager, fn, waits, clock } = fixture();
+  t.teardown(() => manager.close());
+  const owner = new ConnectionSessions(manager, () => {});
+  owner.acquire(fn(), undefined, undefined);
+  const late = new ConnectionSessions(manager, () => {}).acquire(fn(), undefined, undefined) as PendingSession;
+  const wl = waiter();
+  manager.wait(late, wl);
+  clock.advance(30_000);
+  const early = new ConnectionSessions(manager, () => {});
+  const pe = early.acquire(fn(), undefined, undefined) as PendingSession;
+  const we = waiter();
+  manager.wait(pe, we);
+
+  clock.advance(29_999);
+  t.same([wl.error, manager.waitingCount()], [undefined, 2], "a millisecond before the first one's holdTimeout (1m): both still wait");
+  clock.advance(1);
+  t.match(wl.error, { code: Status.UNAVAILABLE, message: 'function fn version v1 had no ready endpoint with room for a new session after 1m' });
+  t.equal(wl.waitedMs, 60_000, 'after waiting exactly the holdTimeout');
+  t.equal(manager.waitingCount(), 1, 'the one that came later still waits');
+  t.same(manager.versions.get('fn', 'v1'), { functionId: 'fn', versionId: 'v1', open: 1, waiting: 1 });
+
+  owner.closeAll();
+  t.equal(we.waitedMs, 30_000, 'room came: bound, after the 30 s it waited');
+  t.ok(we.session, 'with a session');
+  clock.advance(60_000);
+  t.equal(we.error, undefined, 'its holdTimeout passing later fails nothing: the timer went with the wait');
+  t.same(waits, [['timeout', 60_000], ['bound', 30_000]], 'what metrics are told');
+  early.closeAll();
 });
 
 t.test('SessionTotals: own counts plus the peers\', and which version changed', async (t) => {

@@ -10,6 +10,7 @@ import { NO_SCALING, type Endpoint, type FunctionSpec, type RoutableFunction } f
 import type { Session } from '../../lib/sessions/session.ts';
 import { PendingSession } from '../../lib/sessions/pending-session.ts';
 import { newSid, SessionKeyRing, type SessionClaims } from '../../lib/sessions/session-token.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 import { stubUpstreams } from '../helpers/stub-upstreams.ts';
 
 const ep = (port: number): Endpoint => ({ host: '127.0.0.1', port, key: `127.0.0.1:${port}` });
@@ -32,7 +33,8 @@ t.test('EndpointLoad picks the fewest, honours the cap, ties to the first', asyn
 
 const SECRET = 'a shared secret of at least thirty-two characters';
 
-function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRing.fromSecrets([SECRET])) {
+/** Replicas that resume each other's sessions share keys and a clock. */
+function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRing.fromSecrets([SECRET]), clock = new ManualClock()) {
   const registry = new Registry();
   const spec = (active: string, endpoints: Record<string, number[]>): FunctionSpec => ({
     name: 'f',
@@ -49,7 +51,7 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
   });
   registry.replaceFunctions([spec('v1', { v1: ports, v2: [9] })]);
   const upstreams = stubUpstreams();
-  const manager = new SessionManager({ lingerMs, openUpstream: upstreams.open, keys });
+  const manager = new SessionManager({ lingerMs, openUpstream: upstreams.open, keys, clock });
   const fn = (): RoutableFunction => registry.getFunction('fn') as RoutableFunction;
   /** Connections told that a pinned endpoint went away, by index of creation. */
   const gone: number[] = [];
@@ -58,7 +60,7 @@ function fixture(lingerMs: number, cap = 0, ports = [1, 2], keys = SessionKeyRin
     const index = made++;
     return new ConnectionSessions(manager, () => gone.push(index));
   };
-  return { registry, manager, fn, spec, connection, gone, upstreams };
+  return { registry, manager, fn, spec, connection, gone, upstreams, clock };
 }
 
 const ok = (t: Test, s: Session | PendingSession | { code: number }): Session => {
@@ -135,7 +137,7 @@ t.test('a connection pins per (function, version); promotion affects new session
 
 t.test('resume: live and lingering sessions here; after linger + reseal period, NOT_FOUND', async (t) => {
   // linger 200 ms: tokens are resealed after 1 s (the floor) and live 1.2 s.
-  const { manager, fn, connection } = fixture(200);
+  const { manager, fn, connection, clock } = fixture(200);
   t.teardown(() => manager.close());
   const a = connection();
   const s1 = ok(t, a.acquire(fn(), undefined, undefined));
@@ -151,14 +153,37 @@ t.test('resume: live and lingering sessions here; after linger + reseal period, 
   const c = connection();
   t.equal(ok(t, c.acquire(fn(), undefined, s1.token)).id, s1.id, 'ended, within linger: resumable');
   c.closeAll();
-  await new Promise((r) => setTimeout(r, 1400));
-  t.match(connection().acquire(fn(), undefined, s1.token), { code: Status.NOT_FOUND }, 'token expired and the session ended long ago');
+  clock.advance(1199);
+  const d = connection();
+  t.equal(ok(t, d.acquire(fn(), undefined, s1.token)).id, s1.id, 'linger over, token valid for 1 ms more: resumable by the token alone');
+  d.closeAll();
+  clock.advance(200);
+  t.match(connection().acquire(fn(), undefined, s1.token), { code: Status.NOT_FOUND }, 'token expired and the linger over again');
+});
+
+t.test('linger: an ended session resumes here until --session-linger has passed since its last connection, even with its token expired', async (t) => {
+  const { manager, fn, connection, clock } = fixture(200);
+  t.teardown(() => manager.close());
+  const a = connection();
+  const s1 = ok(t, a.acquire(fn(), undefined, undefined));
+  const token = s1.token;
+  clock.advance(1300); // live all along, so its first token expires unused
+  a.closeAll();
+  for (const when of ['199 ms after the last close', 'another 199 ms on (the close restarted the linger)']) {
+    clock.advance(199);
+    const b = connection();
+    t.equal(ok(t, b.acquire(fn(), undefined, token)).id, s1.id, `${when}: resumed, though its token expired`);
+    b.closeAll();
+  }
+  clock.advance(200);
+  t.match(connection().acquire(fn(), undefined, token), { code: Status.NOT_FOUND }, 'a linger after the last close: gone');
 });
 
 t.test('resume on another replica: same keys reach the same endpoint; other keys, expiry or a gone endpoint do not', async (t) => {
-  const one = fixture(200);
-  const two = fixture(200);
-  const stranger = fixture(200, 0, [1, 2], SessionKeyRing.random());
+  const clock = new ManualClock();
+  const one = fixture(200, 0, [1, 2], undefined, clock);
+  const two = fixture(200, 0, [1, 2], undefined, clock);
+  const stranger = fixture(200, 0, [1, 2], SessionKeyRing.random(), clock);
   t.teardown(() => [one, two, stranger].forEach((f) => f.manager.close()));
   // Replica two already holds a session on endpoint 1, so a new session there would go to 2.
   const busy = ok(t, two.connection().acquire(two.fn(), undefined, undefined));
@@ -174,8 +199,9 @@ t.test('resume on another replica: same keys reach the same endpoint; other keys
   onTwo.closeAll(); // replica two forgets it after the linger
   t.match(stranger.connection().acquire(stranger.fn(), undefined, s1.token), { code: Status.NOT_FOUND, message: 'no existing session found' }, 'foreign key');
 
-  // Long-lived on replica one: its token expires, yet replica one knows the session is live.
-  await new Promise((r) => setTimeout(r, 1300));
+  // Long-lived on replica one: its token expires (linger 200 ms + reseal 1 s after sealing),
+  // yet replica one knows the session is live.
+  clock.advance(1200);
   t.match(two.connection().acquire(two.fn(), undefined, firstToken), { code: Status.NOT_FOUND }, 'expired token on a replica that holds no such session now');
   t.equal(ok(t, one.connection().acquire(one.fn(), undefined, firstToken)).id, s1.id, 'the issuing replica still resumes its live session');
 
