@@ -8,13 +8,15 @@
 //
 // Nothing here throws or reports INTERNAL for a bad token: every failure is UNAUTHENTICATED
 // with a short reason. The token itself never appears in a message or a log line.
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, jwksCache, jwtVerify } from 'jose';
-import type { ExportedJWKSCache, FetchImplementation, JSONWebKeySet, JWTPayload, JWTVerifyGetKey, LocalJWKSet, RemoteJWKSet } from 'jose';
+import { createLocalJWKSet, errors, jwtVerify } from 'jose';
+import type { JSONWebKeySet, JWTPayload, JWTVerifyGetKey, LocalJWKSet } from 'jose';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
+import { realClock, type Clock } from '../runtime/clock.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { readTextFile, watchTextFile } from '../files/watch.ts';
 import type { Closable, WatchTiming } from '../files/watch.ts';
 import type { Principal, TokenVerifier } from './authenticator.ts';
+import { isJwkSetShape, JwksUnavailable, RemoteJwks } from './remote-jwks.ts';
 
 export interface JwtVerifierOptions {
   /** Exactly one of jwksUrl / jwksFile. */
@@ -39,6 +41,8 @@ export interface JwtVerifierOptions {
   readonly fileWatch?: WatchTiming;
   /** Verified-token cache bound; default 10 000 tokens. */
   readonly cacheMaxEntries?: number;
+  /** Token expiry, JWKS cooldown, back-off, refresh and timeout, the file watch; default the real clock. */
+  readonly clock?: Clock;
 }
 
 export interface JwtVerifier extends TokenVerifier {
@@ -57,7 +61,6 @@ export const JWT_ALGORITHMS: readonly string[] = [
   'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
 ];
 
-const MAX_JWKS_BYTES = 1024 * 1024;
 /** Total characters of cached tokens, on top of the entry count (tokens may be up to 16 KiB). */
 const MAX_CACHE_CHARS = 16 * 1024 * 1024;
 /** `sub` becomes the fngate-subject header: printable ASCII, no edge spaces. */
@@ -91,9 +94,6 @@ const R = {
 
 const NO_FUNCTIONS: ReadonlySet<string> = new Set();
 
-/** Thrown by the JWKS fetcher; jose passes it through to jwtVerify's rejection. */
-class JwksUnavailable extends Error {}
-
 interface CacheEntry {
   readonly principal: Principal;
   /** ms since epoch; the token's exp. */
@@ -110,12 +110,6 @@ export function functionsClaim(claim: unknown): '*' | ReadonlySet<string> {
 /** Canonical text of each key, to tell whether a new key set dropped any of the old keys. */
 function keyTexts(jwks: JSONWebKeySet): Set<string> {
   return new Set(jwks.keys.map((k) => JSON.stringify(k)));
-}
-
-function isJwkSetShape(value: unknown): value is JSONWebKeySet {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const keys = (value as { keys?: unknown }).keys;
-  return Array.isArray(keys) && keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k));
 }
 
 /** Parses and checks a JWKS file's text; throws with a message naming what is wrong. */
@@ -152,7 +146,7 @@ function rejection(err: unknown): GrpcError | undefined {
   if (err instanceof errors.JOSEAlgNotAllowed) return R.alg;
   if (err instanceof errors.JWKSNoMatchingKey) return R.unknownKey;
   if (err instanceof errors.JWKSMultipleMatchingKeys) return R.ambiguousKey;
-  if (err instanceof JwksUnavailable || err instanceof errors.JWKSTimeout) return R.keysUnavailable;
+  if (err instanceof JwksUnavailable) return R.keysUnavailable;
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return R.malformed;
   if (err instanceof errors.JWKSInvalid || err instanceof errors.JWKInvalid) return R.badKey;
   if (err instanceof errors.JOSENotSupported) return R.unsupported;
@@ -161,6 +155,7 @@ function rejection(err: unknown): GrpcError | undefined {
 
 class Verifier implements JwtVerifier {
   readonly #log: Logger;
+  readonly #clock: Clock;
   readonly #issuer: string | undefined;
   readonly #audience: string | undefined;
   readonly #tolerance: number;
@@ -180,6 +175,7 @@ class Verifier implements JwtVerifier {
 
   constructor(opts: JwtVerifierOptions) {
     this.#log = opts.log;
+    this.#clock = opts.clock ?? realClock;
     this.#issuer = opts.issuer;
     this.#audience = opts.audience;
     this.#tolerance = opts.clockToleranceSec ?? 30;
@@ -196,7 +192,7 @@ class Verifier implements JwtVerifier {
     if (token.length > MAX_TOKEN_LENGTH) return R.tooLarge;
     const hit = this.#cache.get(token);
     if (hit !== undefined) {
-      if (Date.now() < hit.expiresAt) return hit.principal;
+      if (this.#clock.wall() < hit.expiresAt) return hit.principal;
       this.#forget(token, hit);
     }
     const pending = this.#inflight.get(token);
@@ -224,6 +220,7 @@ class Verifier implements JwtVerifier {
         issuer: this.#issuer,
         audience: this.#audience,
         clockTolerance: this.#tolerance,
+        currentDate: new Date(this.#clock.wall()),
         requiredClaims: ['exp'],
       }));
     } catch (err) {
@@ -241,7 +238,7 @@ class Verifier implements JwtVerifier {
     const principal: Principal = { subject: sub, functions: functionsClaim(payload['functions']) };
     // exp is required and a number (jose checked both).
     const expiresAt = (payload.exp as number) * 1000;
-    if (generation === this.#generation && expiresAt > Date.now()) this.#remember(token, principal, expiresAt);
+    if (generation === this.#generation && expiresAt > this.#clock.wall()) this.#remember(token, principal, expiresAt);
     return principal;
   }
 
@@ -296,14 +293,14 @@ class Verifier implements JwtVerifier {
 
   // ---- key sources ----
 
-  async useFile(path: string, timing: WatchTiming): Promise<void> {
+  async useFile(path: string, fileWatch: WatchTiming): Promise<void> {
     const text = await readTextFile(path, 'jwks file');
     let local: LocalJWKSet = this.#useLocal(parseJwksFile(text, `jwks file ${path}`), path);
     this.#getKey = (header, token) => local(header, token);
 
     const watch: Closable = watchTextFile({
       path,
-      timing,
+      timing: { ...fileWatch, clock: fileWatch.clock ?? this.#clock },
       unreadableMessage: 'cannot read JWKS file; keeping the last good keys',
       invalidMessage: 'invalid JWKS file; keeping the last good keys',
       initialText: text,
@@ -330,84 +327,20 @@ class Verifier implements JwtVerifier {
       throw new Error(`jwks url ${JSON.stringify(url)}: not a URL`);
     }
     if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error(`jwks url ${url}: must be http or https`);
-    const retryMs = opts.jwksRetryMs ?? 2000;
-    const log = this.#log;
-    let retryAt = 0;
-    let failing = false;
-
-    // Every fetch goes through here (jose's own on a cold or unknown kid, and ours in the
-    // background): a failure backs off for retryMs, so a dead endpoint is not hammered by a
-    // stream of RPCs with unknown kids; the body is size-limited and checked before jose sees it.
-    const fetchJwks: FetchImplementation = async (href, init) => {
-      if (Date.now() < retryAt) throw new JwksUnavailable('JWKS fetch backing off');
-      try {
-        const res = await fetch(href, init);
-        if (res.status !== 200) {
-          void res.body?.cancel().catch(() => {});
-          throw new Error(`HTTP ${res.status}`);
-        }
-        const text = await readLimited(res, MAX_JWKS_BYTES);
-        let doc: unknown;
-        try {
-          doc = JSON.parse(text);
-        } catch {
-          throw new Error('response is not JSON');
-        }
-        if (!isJwkSetShape(doc)) throw new Error('response is not a JSON Web Key Set');
-        if (failing) log.info('JWKS fetch recovered', { url });
-        failing = false;
-        return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
-      } catch (err) {
-        retryAt = Date.now() + retryMs;
-        if (!failing) log.warn('JWKS fetch failed; keeping the last good keys', { url, error: errorText(err) });
-        failing = true;
-        throw new JwksUnavailable('JWKS fetch failed', { cause: err });
-      }
-    };
-
-    // jose writes the key set it has just put in use into this cache object, in the same
-    // synchronous step as the swap: the setter is how a refetch that dropped a key (whoever
-    // triggered it) reaches #keysChanged before any verification can use the new set.
-    let current: JSONWebKeySet = { keys: [] };
-    const cache: ExportedJWKSCache = {
-      uat: Number.NaN, // "nothing cached yet" to jose
-      get jwks(): JSONWebKeySet {
-        return current;
-      },
-      set jwks(value: JSONWebKeySet) {
-        current = value;
-        onKeys(value);
-      },
-    };
-    const onKeys = (value: JSONWebKeySet): void => this.#keysChanged(value, url);
-
-    const remote: RemoteJWKSet = createRemoteJWKSet(parsed, {
-      timeoutDuration: opts.jwksTimeoutMs ?? 5000,
-      cooldownDuration: opts.jwksCooldownMs ?? 30_000,
-      // Never "stale": keys are refreshed in the background below, so no verification ever
-      // waits on a refetch except for a kid it has not seen.
-      cacheMaxAge: Number.POSITIVE_INFINITY,
-      [jwksCache]: cache,
-      [customFetch]: fetchJwks,
+    const remote = new RemoteJwks({
+      url: parsed,
+      log: this.#log,
+      clock: this.#clock,
+      timeoutMs: opts.jwksTimeoutMs ?? 5000,
+      cooldownMs: opts.jwksCooldownMs ?? 30_000,
+      retryMs: opts.jwksRetryMs ?? 2000,
+      refreshMs: opts.jwksRefreshMs ?? 30_000,
+      onKeys: (jwks) => this.#keysChanged(jwks, url),
     });
-    this.#getKey = (header, token) => remote(header, token);
-
-    const refresh = async (): Promise<void> => {
-      if (remote.reloading) return;
-      try {
-        await remote.reload();
-        // Belt and braces should jose ever stop writing the cache object.
-        const jwks = remote.jwks();
-        if (jwks !== undefined) onKeys(jwks);
-      } catch {
-        // logged by fetchJwks
-      }
-    };
-    await refresh();
-    if (this.#keys === undefined) log.warn('no JWKS yet; JWTs are refused until it can be fetched', { url });
-    const timer = setInterval(() => void refresh(), opts.jwksRefreshMs ?? 30_000);
-    timer.unref();
-    this.#closers.push(() => clearInterval(timer));
+    this.#closers.push(() => remote.close());
+    this.#getKey = remote.getKey;
+    await remote.reload().catch(() => {}); // logged there
+    if (this.#keys === undefined) this.#log.warn('no JWKS yet; JWTs are refused until it can be fetched', { url });
   }
 }
 
@@ -419,29 +352,6 @@ function checkShape(token: string): GrpcError | undefined {
   if (b === token.length - 1) return R.noSignature;
   if (!BASE64URL.test(token.slice(0, a)) || !BASE64URL.test(token.slice(a + 1, b)) || !BASE64URL.test(token.slice(b + 1))) return R.shape;
   return undefined;
-}
-
-async function readLimited(res: Response, limit: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? '0');
-  if (declared > limit) {
-    void res.body?.cancel().catch(() => {});
-    throw new Error(`response larger than ${limit} bytes`);
-  }
-  if (res.body === null) return '';
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += chunk.byteLength;
-    if (size > limit) throw new Error(`response larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function errorText(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const cause = err.cause instanceof Error ? ` (${err.cause.message})` : '';
-  return `${err.message}${cause}`;
 }
 
 /**
