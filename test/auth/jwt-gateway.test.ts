@@ -10,7 +10,6 @@ import { echoClient } from '../helpers/echo-client.ts';
 import { writeFileAtomic, writeFunctionsDir } from '../helpers/files.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { runPythonClient, pyHeaderArgs } from '../helpers/python.ts';
-import { waitForAsync } from '../helpers/wait.ts';
 
 const OK = 0;
 const PERMISSION_DENIED = 7;
@@ -126,8 +125,9 @@ t.test('a key removed from the JWKS file revokes its tokens on an open connectio
   const jwt = await token({ alg: 'RS256' });
   t.equal((await client.unary(md(jwt), {})).status, OK, 'works (and is now cached)');
   writeFileAtomic(jwksFile, JSON.stringify({ keys: [ecJwk] }));
-  const started = Date.now();
-  await waitForAsync(async () => (await client.unary(md(jwt), {})).status === UNAUTHENTICATED, 5000, 'RS256 token refused');
-  t.ok(Date.now() - started < 5000, `refused ${Date.now() - started} ms after the key was removed`);
+  // Logged as the new key set goes into use, together with the cache drop.
+  await gw.waitForLog((l) => l['msg'] === 'JWKS changed' && l['removed'] === 1, 10_000);
+  const refused = await client.unary(md(jwt), {});
+  t.equal(refused.status, UNAUTHENTICATED, `the first call after the re-read is refused: ${refused.details}`);
   t.equal((await client.unary(md(await token({ alg: 'ES256' })), {})).status, OK, 'tokens of the remaining key still work');
 });
