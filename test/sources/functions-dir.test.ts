@@ -3,7 +3,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadFunctionsDir, watchFunctionsDir } from '../../lib/sources/file/functions-dir.ts';
 import type { FunctionSpec } from '../../lib/registry/types.ts';
-import { sleep } from '../helpers/wait.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 import { captureLog, changes } from './changes.ts';
 
 const fn = (name: string, functionId: string, endpoint = '127.0.0.1:50051'): string => `apiVersion: fngate.dev/v1alpha1
@@ -98,42 +98,47 @@ t.test('watchFunctionsDir follows writes, renames and deletes', async (t) => {
   const bad = lines.find((l) => l.level === 'error');
   t.match(bad, { file: join(dir, 'a.yaml'), kept: ['fn-a'] });
   t.match(String(bad?.['error']), `${join(dir, 'a.yaml')}:6: spec.activeVersion: "v9" names no version`);
-  await sleep(300);
-  t.same(got.pending, [], 'a bad edit changes nothing');
 
   await writeFile(join(dir, 'a.yaml'), fn('a', 'fn-a2'));
-  t.same(ids(await got.next()), ['fn-a2', 'fn-b'], 'fixed file applies');
+  t.same(ids(await got.next()), ['fn-a2', 'fn-b'], 'the next delivery is the fixed file: the bad edit delivered nothing');
 
   await rm(join(dir, 'b.yaml'));
   t.same(ids(await got.next()), ['fn-a2'], 'deleted file drops its functions');
 
-  // Dotfiles and other extensions do not matter.
+  // Dotfiles and other extensions do not matter: the next delivery is the manifest after them.
   await writeFile(join(dir, '.a.yaml.swp'), 'junk');
   await writeFile(join(dir, 'README.md'), 'junk');
-  await sleep(300);
-  t.same(got.pending, []);
+  await writeFile(join(dir, 'c.yaml'), fn('c', 'fn-c'));
+  t.same(ids(await got.next()), ['fn-a2', 'fn-c'], 'the manifest written after them');
+  t.same(got.pending, [], 'and nothing else');
 });
 
 t.test('a watcher started from the load reports only what changed since', async (t) => {
-  const dir = t.testdir({ 'a.yaml': fn('a', 'fn-a'), 'b.yaml': fn('b', 'fn-b') });
+  const dir = t.testdir({ 'a.yaml': fn('a', 'fn-a'), 'b.yaml': fn('b', 'fn-b'), 'empty.yaml': '' });
   const loadLog = captureLog();
   const snapshot = await loadFunctionsDir(dir, loadLog.log);
   t.same(loadLog.lines.map((l) => [l['msg'], l['file'], l['functions']]), [
     ['functions file loaded', join(dir, 'a.yaml'), ['fn-a']],
     ['functions file loaded', join(dir, 'b.yaml'), ['fn-b']],
+    ['functions file loaded', join(dir, 'empty.yaml'), []],
   ], 'the load logs each file as the watcher logs a reload');
 
+  // A file without functions removed since the load: the first scan logs that (the mark that
+  // it has run) and, no function having changed, delivers nothing.
+  await rm(join(dir, 'empty.yaml'));
   const got = changes<FunctionSpec[]>();
-  const { log, lines } = captureLog();
+  const { log, lines, waitFor } = captureLog();
   const w = watchFunctionsDir(dir, got.onChange, log, { pollMs: 100 }, snapshot);
   t.teardown(() => w.close());
-  await sleep(400);
-  t.same(got.pending, [], 'several scans of the unchanged directory: nothing delivered');
-  t.same(lines, [], 'and nothing logged');
+  await waitFor((l) => l.msg === 'functions file removed');
+  t.same(got.pending, [], 'the first scan, done: nothing delivered');
 
   await writeFile(join(dir, 'b.yaml'), fn('b', 'fn-b2'));
-  t.same(ids(await got.next()), ['fn-a', 'fn-b2'], 'a change after: delivered with the rest');
-  t.same(lines.map((l) => l['file']), [join(dir, 'b.yaml')], 'and only the changed file read and logged');
+  t.same(ids(await got.next()), ['fn-a', 'fn-b2'], 'the first delivery is the change after it, with the rest');
+  t.same(lines.map((l) => [l['msg'], l['file']]), [
+    ['functions file removed', join(dir, 'empty.yaml')],
+    ['functions file loaded', join(dir, 'b.yaml')],
+  ], 'and only the changed file read and logged: a.yaml never');
 });
 
 t.test('a change between the load and the watcher is not missed', async (t) => {
@@ -193,11 +198,22 @@ t.test('a directory that disappears keeps the current functions', async (t) => {
 
 t.test('close stops notifications', async (t) => {
   const dir = t.testdir({ 'a.yaml': fn('a', 'fn-a') });
+  const clock = new ManualClock();
+  const timing = { fsWatch: false, pollMs: 100, clock };
   const got = changes<FunctionSpec[]>();
-  const w = watchFunctionsDir(dir, got.onChange, captureLog().log, { pollMs: 100 });
+  const w = watchFunctionsDir(dir, got.onChange, captureLog().log, timing);
   await got.next();
   w.close();
+  t.equal(clock.pending, 0, 'closed: no poll left');
+
+  // A watch still open on the same clock, polled at the same moment the closed one would be,
+  // sees the change; the closed one has delivered nothing.
+  const open = changes<FunctionSpec[]>();
+  const w2 = watchFunctionsDir(dir, open.onChange, captureLog().log, timing);
+  t.teardown(() => w2.close());
+  t.same(ids(await open.next()), ['fn-a']);
   await writeFile(join(dir, 'b.yaml'), fn('b', 'fn-b'));
-  await sleep(400);
-  t.same(got.pending, []);
+  clock.advance(100);
+  t.same(ids(await open.next()), ['fn-a', 'fn-b'], 'the open watch delivers the change');
+  t.same(got.pending, [], 'the closed one delivered nothing');
 });
