@@ -1,5 +1,5 @@
-// Reading Node's 'gc' performance entries: which ones are scavenges the process forced itself
-// (gc() with type 'minor'), as lib/runtime/young-garbage.ts does.
+// Reading Node's 'gc' performance entries: which ones are collections the process forced itself
+// (gc()): scavenges (type 'minor'), as lib/runtime/young-garbage.ts does, or full ones.
 import { constants, type PerformanceEntry } from 'node:perf_hooks';
 
 /** A 'gc' entry's detail (typed loosely by @types/node). */
@@ -8,7 +8,10 @@ interface GcDetail {
   flags: number;
 }
 
-export function isForcedScavenge(entry: PerformanceEntry): boolean {
+function isForced(entry: PerformanceEntry, wanted: number): boolean {
   const { kind, flags } = (entry as unknown as { detail: GcDetail }).detail;
-  return kind === constants.NODE_PERFORMANCE_GC_MINOR && (flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0;
+  return kind === wanted && (flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0;
 }
+
+export const isForcedScavenge = (entry: PerformanceEntry): boolean => isForced(entry, constants.NODE_PERFORMANCE_GC_MINOR);
+export const isForcedFullGc = (entry: PerformanceEntry): boolean => isForced(entry, constants.NODE_PERFORMANCE_GC_MAJOR);

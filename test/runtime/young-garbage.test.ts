@@ -1,21 +1,49 @@
 // The scavenge pacing of lib/runtime/young-garbage.ts: one forced minor GC per RECLAIM_BYTES
 // forwarded or per CONNECTIONS_PER_RECLAIM closed connections, counted together, seen through Node's 'gc'
 // performance entries (forced ones carry NODE_PERFORMANCE_GC_FLAGS_FORCED).
-import { PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import t from 'tap';
 import { setUpProcess } from '../../lib/runtime/process-setup.ts';
 import { connectionClosed, CONNECTIONS_PER_RECLAIM, forwarded, RECLAIM_BYTES } from '../../lib/runtime/young-garbage.ts';
-import { isForcedScavenge } from '../helpers/gc-entries.ts';
+import { isForcedFullGc, isForcedScavenge } from '../helpers/gc-entries.ts';
 
-/** Forced scavenges seen while `work` runs (entries arrive asynchronously, so wait a tick). */
+// The test's own gc(), for a marker collection. Setting the flag turns nothing on in
+// young-garbage.ts: it scavenges only once setUpProcess has asked it to.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as (options: { type: 'major' }) => void;
+
+/**
+ * Forced scavenges `work` caused. GC entries arrive asynchronously, in the order the
+ * collections ran: a full collection forced right after `work` marks where its entries end.
+ */
 async function forcedScavenges(work: () => void): Promise<number> {
-  const seen: PerformanceEntry[] = [];
-  const observer = new PerformanceObserver((list) => seen.push(...list.getEntries()));
+  let scavenges = 0;
+  let markerSeen: () => void = () => {};
+  const marker = new Promise<void>((resolve) => (markerSeen = resolve));
+  let done = false;
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (done) break;
+      if (isForcedFullGc(entry)) {
+        done = true;
+        markerSeen();
+      } else if (isForcedScavenge(entry)) {
+        scavenges++;
+      }
+    }
+  });
   observer.observe({ entryTypes: ['gc'] });
+  // GC entries are handed out on a later turn of the event loop, which nothing else here
+  // brings: a ticking timer turns it until the marker has come.
+  const alive = setInterval(() => {}, 1);
   work();
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  gc({ type: 'major' });
+  await marker;
+  clearInterval(alive);
   observer.disconnect();
-  return seen.filter(isForcedScavenge).length;
+  return scavenges;
 }
 
 const MiB = 1 << 20;
