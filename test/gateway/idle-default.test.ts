@@ -19,19 +19,10 @@ t.test('without --idle-timeout an idle connection gets GOAWAY(NO_ERROR) after 30
     session.once('connect', () => resolve(performance.now()));
     session.once('close', () => reject(new Error('closed before connecting')));
   });
-  // Still open well before the default (a guard against a much shorter default).
-  const early = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 25_000);
-    session.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-  t.notOk(early, 'still open 25 s after connecting');
-  t.same(goaways, [], 'no GOAWAY in the first 25 s');
-
+  // Waited for, then placed: a timer never fires early, so a GOAWAY at 29 s or later rules out a
+  // shorter default whatever the machine's load.
   const closedAt = await new Promise<number>((resolve) => {
-    const timer = setTimeout(() => resolve(NaN), 10_000);
+    const timer = setTimeout(() => resolve(NaN), 45_000);
     session.once('close', () => {
       clearTimeout(timer);
       resolve(performance.now());
