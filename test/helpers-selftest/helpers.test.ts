@@ -14,6 +14,7 @@ import { makeTlsCert, sha256Hex, writeFunctionsDir, writeKeysFile } from '../hel
 import { startGateway } from '../helpers/gateway.ts';
 import { grpcFrame, parseGrpcFrames, rawGrpcCall, sendHttp1 } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { loadFunctionsDir } from '../../lib/sources/file/functions-dir.ts';
 import { apiKeysFile } from '../../lib/sources/file/api-keys-file.ts';
 
@@ -144,9 +145,11 @@ t.test('backpressure: a stalled peer stops the sender', async (t) => {
   const server = http2.createServer();
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (s) => sessions.add(s));
+  let stalled: http2.ServerHttp2Stream | undefined;
   server.on('stream', (stream) => {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
     stream.pause();
+    stalled = stream;
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => closeServer(server, sessions));
@@ -162,7 +165,10 @@ t.test('backpressure: a stalled peer stops the sender', async (t) => {
   }
   const abort = new AbortController();
   const call = c.clientStream({}, twoGiB(), { signal: abort.signal });
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // The client has sent all the server's window allows; a PING answered after that: the
+  // client's side has run since, and a generator read without backpressure would be far along.
+  await waitFor(() => stalled?.state.localWindowSize === 0, 10_000, 'the server stream window filled');
+  await new Promise<void>((resolve, reject) => stalled?.session?.ping((err) => (err ? reject(err) : resolve())));
   t.ok(generated < 64, `client generated ${generated} MiB while stalled`);
   abort.abort();
   t.equal((await call).status, 1);
@@ -171,15 +177,17 @@ t.test('backpressure: a stalled peer stops the sender', async (t) => {
   const b = await startEchoBackend({ name: 'bp' });
   t.teardown(() => b.stop(1000));
   const rss = process.memoryUsage().rss;
+  let reader: http2.ClientHttp2Stream | undefined;
   const raw = rawGrpcCall(b.address, { ':path': ECHO_PATHS.ServerStream }, [grpcFrame(encodeEchoRequest({ count: 1024, reply_size: 1 << 20 }))], {
     onStream: (s) => {
       s.pause();
-      setTimeout(() => s.close(http2.constants.NGHTTP2_CANCEL), 1000);
+      reader = s;
     },
   });
-  await new Promise((resolve) => setTimeout(resolve, 800));
+  await b.waitFor(() => b.blocked === 1, 10_000);
   const grown = (process.memoryUsage().rss - rss) >> 20;
-  t.ok(grown < 256, `backend grew ${grown} MiB while its reader stalled`);
+  t.ok(grown < 256, `the backend waits for its stalled reader, having grown ${grown} MiB`);
+  reader?.close(http2.constants.NGHTTP2_CANCEL);
   t.equal((await raw).rstCode, http2.constants.NGHTTP2_CANCEL);
   await b.waitFor(() => b.cancelled === 1 && b.active === 0);
 
@@ -233,16 +241,18 @@ t.test('deadline and client cancel are counted as cancellations', async (t) => {
   t.match(r, { status: 1, replyCount: 2 });
   await b.waitFor(() => b.cancelled === 2 && b.active === 0);
 
-  // A held stream stays open until cancelled.
+  // A held stream stays open until cancelled: its reply has come, a later call is answered,
+  // and it is still open.
   const abort2 = new AbortController();
-  const open = c.serverStream({ 'x-echo-hold': '1' }, { count: 1 }, { signal: abort2.signal });
-  await b.waitFor(() => b.active === 1);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  let replied = false;
+  const open = c.serverStream({ 'x-echo-hold': '1' }, { count: 1 }, { signal: abort2.signal, onReply: () => void (replied = true) });
+  await waitFor(() => replied, 5000, 'the held stream replied');
+  t.equal((await c.unary({})).status, 0, 'a later call answered');
   t.equal(b.active, 1, 'still open');
   abort2.abort();
   t.equal((await open).status, 1);
   await b.waitFor(() => b.cancelled === 3 && b.active === 0);
-  t.equal(b.calls, 3);
+  t.equal(b.calls, 4);
 });
 
 t.test('kill cuts streams mid-way; stop waits for open calls', async (t) => {

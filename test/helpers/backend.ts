@@ -32,6 +32,8 @@ export interface EchoBackend {
   readonly cancelled: number;
   /** Calls currently open. */
   readonly active: number;
+  /** Calls whose reply waits for the client to read ('drain'): the backend is holding back. */
+  readonly blocked: number;
   /** Distinct peers (`call.getPeer()`): one per upstream connection. */
   readonly peers: Set<string>;
   /** Every call started, in order. */
@@ -138,12 +140,14 @@ function sleep(ms: number, c: CallState): Promise<boolean> {
   });
 }
 
-/** Writes with backpressure; returns false if the call ended meanwhile. */
-function write(call: Writable, reply: EchoReply, c: CallState): Promise<boolean> {
+/** Writes with backpressure (counted in `stats.blocked` while waiting); returns false if the call ended meanwhile. */
+function write(call: Writable, reply: EchoReply, c: CallState, stats: { blocked: number }): Promise<boolean> {
   if (c.signal.aborted) return Promise.resolve(false);
   if (call.write(reply)) return Promise.resolve(true);
+  stats.blocked++;
   return new Promise((resolve) => {
     const done = (): void => {
+      stats.blocked--;
       call.off('drain', done);
       c.signal.removeEventListener('abort', done);
       resolve(!c.signal.aborted);
@@ -170,7 +174,7 @@ function endStream(call: ServerStream, status: grpc.StatusObject | undefined, c:
 export async function startEchoBackend(opts: { name: string; host?: string; port?: number }): Promise<EchoBackend> {
   const { name } = opts;
   const host = opts.host ?? '127.0.0.1';
-  const stats = { calls: 0, cancelled: 0, active: 0 };
+  const stats = { calls: 0, cancelled: 0, active: 0, blocked: 0 };
   const peers = new Set<string>();
   const callLog: CallRecord[] = [];
 
@@ -247,7 +251,7 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
       const payload = patternBytes(Math.max(0, call.request.reply_size ?? 0));
       for (let i = 0; i < count; i++) {
         if (!(await sleep(s.sleepMs, c))) return;
-        if (!(await write(call, reply({ payload, received_messages: i + 1 }), c))) return;
+        if (!(await write(call, reply({ payload, received_messages: i + 1 }), c, stats))) return;
       }
       if (s.hold) {
         if (!c.signal.aborted) await new Promise((resolve) => c.signal.addEventListener('abort', resolve, { once: true }));
@@ -268,7 +272,7 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
           messages++;
           if (!(await sleep(s.sleepMs, c))) return;
           const payload = s.echoPayload ? Buffer.from(m.payload ?? EMPTY) : EMPTY;
-          if (!(await write(call, reply({ received_bytes: m.payload?.length ?? 0, received_messages: messages, payload }), c))) return;
+          if (!(await write(call, reply({ received_bytes: m.payload?.length ?? 0, received_messages: messages, payload }), c, stats))) return;
         }
       } catch {
         return;
@@ -298,6 +302,9 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
     },
     get active() {
       return stats.active;
+    },
+    get blocked() {
+      return stats.blocked;
     },
     peers,
     callLog,
