@@ -24,7 +24,8 @@ import {
   summary,
 } from '../helpers/kube-fixtures.ts';
 import type { AuditEvent } from '../helpers/kube-fixtures.ts';
-import { sleep } from '../helpers/wait.ts';
+import { metric, type GatewayProcess } from '../helpers/gateway.ts';
+import { sleep, waitForAsync } from '../helpers/wait.ts';
 
 const env = await startKubeEnv(t, { audit: true });
 const backend = echoBackends(t);
@@ -131,12 +132,14 @@ t.test('a functionId claimed by two Functions: both refused (NOT_FOUND), Duplica
   const conflictLogs = (): number => gwA.logLines().filter((l) => l['functionId'] === 'fn-dup' && l['level'] === 'error').length;
   const logsBefore = conflictLogs();
   const u = await backend('dup-unrelated');
-  for (const ready of [true, false, true]) {
-    await env.apply(backendSlice(u, 'dup-unrelated', { ready }));
-    await sleep(200);
-  }
+  for (const ready of [true, false, true]) await env.apply(backendSlice(u, 'dup-unrelated', { ready }));
+  // Then a slice change that is written: slice changes are taken in order, so the three
+  // unrelated ones have been by the time it shows.
+  const d2 = await backend('dup-a2');
+  await env.apply(backendSlice(d2, 'dup'));
+  await env.waitForFunction('dup-a', (f) => readyEndpointsOf(f)['v1'] === 2, 'dup-a: a second endpoint, written during the conflict');
   t.ok(logsBefore >= 1, 'the conflict is logged');
-  t.equal(conflictLogs(), logsBefore, `and not again on every unrelated EndpointSlice change (${logsBefore} lines when it began, ${conflictLogs()} after 3 unrelated changes)`);
+  t.equal(conflictLogs(), logsBefore, `and not again on every EndpointSlice change (${logsBefore} lines when it began, ${conflictLogs()} after 4 changes)`);
   t.match(await env.kube.kubectlOk(['get', 'fn', '-A', '--no-headers']), /team-x\s+dup-b\s+fn-dup\s+v1\s+False/);
 
   await env.remove('team-x', 'function/dup-b');
@@ -146,14 +149,22 @@ t.test('a functionId claimed by two Functions: both refused (NOT_FOUND), Duplica
   t.match([ok.status, ok.reply?.backend], [Status.OK, 'dup-a'], `routable again: ${summary(ok)}`);
 });
 
-t.test('no status write when nothing changed (resync, Lease renewals, unrelated slices)', async (t) => {
+t.test('no status write when nothing changed (Lease renewals, unrelated slices)', async (t) => {
   const fn = await env.waitForFunction('greeter', (f) => current(f) && readyCondition(f)?.status === 'True', 'greeter settled');
+  const renewed = (await env.getLease())?.spec?.renewTime;
   const other = await backend('unrelated-0');
   await env.apply(backendSlice(other, 'unrelated'));
-  await sleep(6000); // beyond a Lease renewal (5 s)
+  await waitForAsync(async () => (await env.getLease())?.spec?.renewTime !== renewed, 15_000, 'a Lease renewal after the unrelated slice');
+  // Then a change that is written. Status is written one pass at a time, in the order the
+  // changes came, so a write for greeter caused by the slice or the renewal has landed by now.
+  const d3 = await backend('dup-a3');
+  await env.apply(backendSlice(d3, 'dup'));
+  await env.waitForFunction('dup-a', (f) => readyEndpointsOf(f)['v1'] === 3, 'dup-a: its third endpoint written');
   const later = await env.getFunction('greeter');
   t.equal(later.metadata.resourceVersion, fn.metadata.resourceVersion, 'greeter was not rewritten');
 });
+
+const closedBy = (gw: GatewayProcess, reason: string): Promise<number> => metric(gw, `fngate_connections_closed_by_gateway_total{reason="${reason}"}`).catch(() => 0);
 
 t.test('two replicas: only the Lease holder writes status; when it stops, the other takes over', async (t) => {
   const gwB = await env.startGateway('gw-b');
@@ -169,9 +180,13 @@ t.test('two replicas: only the Lease holder writes status; when it stops, the ot
   await env.apply(backendSlice(g3, 'greeter-v1'));
   let fn = await env.waitForFunction('greeter', (f) => readyEndpointsOf(f)['v1'] === 3, 'v1: 3 ready endpoints');
   t.same(statusManagers(fn), ['fngate/gw-a'], 'only the holder wrote');
+  // A session of gw-b on the new endpoint: gw-b ending it when the endpoint goes is the mark
+  // that gw-b has taken the change in (where a wrong write of its own would start).
+  await waitForAsync(async () => (await clB.client().unary(clB.md('fn-greeter'))).reply?.backend === 'greeter-v1-c', 10_000, 'a gw-b session on greeter-v1-c');
+  const goneBefore = await closedBy(gwB, 'endpoint_gone');
   await env.apply(backendSlice(g3, 'greeter-v1', { ready: false }));
   await env.waitForFunction('greeter', (f) => readyEndpointsOf(f)['v1'] === 2, 'v1: 2 ready endpoints');
-  await sleep(1000); // time for a (wrong) write by gw-b to land
+  await waitForAsync(async () => (await closedBy(gwB, 'endpoint_gone')) > goneBefore, 10_000, 'gw-b applied the change');
   fn = await env.getFunction('greeter');
   t.same(statusManagers(fn), ['fngate/gw-a'], 'still only the holder');
   t.notOk(gwB.logLines().some((l) => l['msg'] === 'status writer lease acquired'), 'gw-b never acquired the Lease');
@@ -179,7 +194,7 @@ t.test('two replicas: only the Lease holder writes status; when it stops, the ot
   // The holder stops (SIGTERM): it gives the Lease up as it goes, so gw-b takes it at its
   // next try (every 5 s) instead of waiting out the 15 s lease duration. A change made while
   // nobody leads is written by gw-b when it takes over, with no further change needed.
-  const stopped = Date.now();
+  const lastRenew = new Date((await env.getLease())?.spec?.renewTime ?? 0).getTime();
   await gwA.stop();
   await env.apply(backendSlice(g3, 'greeter-v1', { ready: true }));
   const exited = await gwA.exited;
@@ -189,8 +204,8 @@ t.test('two replicas: only the Lease holder writes status; when it stops, the ot
   const released = await env.getLease();
   t.notOk(released?.spec?.holderIdentity === 'gw-a', `gw-a released the Lease on its way out (holder now: ${JSON.stringify(released?.spec?.holderIdentity)})`);
   lease = await env.waitForLease((l) => l?.spec?.holderIdentity === 'gw-b', 'gw-b holds the Lease', 25_000);
-  const takeoverMs = Date.now() - stopped;
-  t.ok(takeoverMs < 9000, `gw-b took over ${takeoverMs} ms after gw-a was sent SIGTERM (renew period 5 s; not the 15 s lease expiry)`);
+  const acquired = new Date(lease?.spec?.acquireTime ?? NaN).getTime();
+  t.ok(acquired < lastRenew + 15_000, `gw-b took the Lease before gw-a's would have expired (${acquired - lastRenew} ms after gw-a's last renewal seen; the lease lasts 15 s)`);
   t.equal(lease?.spec?.leaseTransitions, transitions + 1, 'one transition');
   await gwB.waitForLog((l) => l['msg'] === 'status writer lease acquired', 5000);
   fn = await env.waitForFunction('greeter', (f) => readyEndpointsOf(f)['v1'] === 3, 'v1: 3 ready endpoints, written by gw-b on taking over', { gateways: [gwB], timeoutMs: 5000 });
