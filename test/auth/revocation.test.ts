@@ -62,8 +62,8 @@ const reqid = (r: CallResult): string | undefined => (typeof r.initial['nvcf-req
 const summary = (r: CallResult): string => `status ${r.status} ${JSON.stringify(r.details)} backend ${r.reply?.backend ?? '-'} reqid ${reqid(r) ?? '-'}`;
 
 /**
- * Writes the keys file and waits until the gateway has put it in use (it logs each load just
- * before the swap): RPCs from then on see the new keys.
+ * Writes the keys file and waits until the gateway has put it in use (it logs each load once
+ * the new keys are in place): RPCs from then on see them.
  */
 async function rewriteKeys(gw: GatewayProcess, file: string, keys: TestKey[]): Promise<void> {
   const loads = (): number => gw.logLines().filter((l) => l['msg'] === 'api keys loaded').length;

@@ -19,7 +19,7 @@ interface Layer {
 
 /** Bottom first: each layer may import from those before it, never from those after it. */
 const LAYERS: readonly Layer[] = [
-  // The Node process under the data plane: allocator, young-garbage pacing.
+  // The Node process under the data plane: allocator, young-garbage pacing; the clock.
   { name: 'runtime' },
   // The validated configuration, and the formats written in it and in Function files (durations, names).
   { name: 'config' },
