@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // fngate: serve | local | keys. Start-up errors print one line naming what was wrong and
 // exit non-zero; SIGTERM/SIGINT drain (GOAWAY, open streams finish) and exit 0.
-import cluster from 'node:cluster';
+import type { Cluster } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, HelpRequested, loadConfig, usage } from '../lib/config/load.ts';
 import type { Config } from '../lib/config/types.ts';
@@ -65,8 +65,15 @@ async function serve(argv: readonly string[]): Promise<number> {
   const cfg = config(argv, 'serve');
   if (typeof cfg === 'number') return cfg;
   const log = createLogger(cfg.logLevel);
-  if (cfg.workers > 1 && cluster.isPrimary) return supervise(cfg.workers, log);
-  const running = await startServe(cfg, log, cluster.isWorker ? workerOptions(cfg.workers) : {});
+  let options: ServeOptions = {};
+  if (cfg.workers > 1) {
+    // Loaded only for --workers > 1: with child_process and dgram it is ~1 MiB of RSS that a
+    // single process would carry for nothing. Workers run this same command line.
+    const { default: cluster } = await import('node:cluster');
+    if (cluster.isPrimary) return supervise(cluster, cfg.workers, log);
+    options = workerOptions(cfg.workers);
+  }
+  const running = await startServe(cfg, log, options);
   return untilSignal(log, () => running.drain());
 }
 
@@ -96,7 +103,7 @@ function workerOptions(workers: number): ServeOptions {
 }
 
 /** --workers N: N processes share the listeners (the primary only supervises). */
-function supervise(workers: number, log: Logger): Promise<number> {
+function supervise(cluster: Cluster, workers: number, log: Logger): Promise<number> {
   const secret = randomBytes(32).toString('hex');
   let stopping = false;
   const fork = (index: number): void => {
