@@ -20,8 +20,8 @@ const notToFunction = new Set([...hopByHop, 'authorization', SUBJECT_HEADER]);
 // The function's own session header, if it sent one, is replaced by the gateway's.
 const notToClient = new Set([...hopByHop, SESSION_HEADER, WAIT_HEADER]);
 
-// The fields HTTP allows at most once in a message.
-const singleValue = new Set([
+/** The fields HTTP allows at most once in a message: of repeats, the first is kept. */
+export const SINGLE_VALUE_FIELDS: ReadonlySet<string> = new Set([
   ':status', ':method', ':authority', ':scheme', ':path', ':protocol',
   'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method',
   'age', 'authorization', 'content-encoding', 'content-language', 'content-length',
@@ -37,12 +37,24 @@ function hasName(list: HeaderList, name: string): boolean {
   return false;
 }
 
+/** Whether `raw` holds a field named in `drop` or a repeat of a single-value field. */
+function needsFiltering(raw: readonly string[], drop: ReadonlySet<string>): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (drop.has(name)) return true;
+    if (SINGLE_VALUE_FIELDS.has(name)) {
+      for (let j = 0; j < i; j += 2) if (raw[j] === name) return true;
+    }
+  }
+  return false;
+}
+
 /** A copy of `raw` without the fields named in `drop` nor repeats of single-value fields. */
 function listWithout(raw: readonly string[], drop: ReadonlySet<string>): HeaderList {
   const out: HeaderList = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (drop.has(name) || (singleValue.has(name) && hasName(out, name))) continue;
+    if (drop.has(name) || (SINGLE_VALUE_FIELDS.has(name) && hasName(out, name))) continue;
     out.push(name, raw[i + 1] as string);
   }
   return out;
@@ -65,9 +77,12 @@ export function toClientHeaders(raw: readonly string[], session: Session, waited
   return out;
 }
 
-/** Trailers from the function (raw): only connection-specific fields are dropped. */
-export function toClientTrailers(raw: readonly string[]): HeaderList {
-  return listWithout(raw, hopByHop);
+/**
+ * Trailers from the function (raw): only connection-specific fields are dropped. They seldom
+ * hold one, and then the list goes on as it was decoded, not copied (nothing writes to it).
+ */
+export function toClientTrailers(raw: readonly string[]): readonly string[] {
+  return needsFiltering(raw, hopByHop) ? listWithout(raw, hopByHop) : raw;
 }
 
 /** The session id as metadata plus its cookie, for responses the gateway makes itself. */

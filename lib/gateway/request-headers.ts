@@ -1,16 +1,8 @@
 // A request's decoded fields ([name, value, ...]) as the by-name record the pipeline reads
 // (metadata, credentials, routing, tracing). Repeated fields combine as HTTP says they do, so a
 // repeated function-id or grpc-timeout reads as one malformed value, never as the first one.
+import { SINGLE_VALUE_FIELDS } from '../forward/headers.ts';
 import type { RequestHeaders } from '../telemetry/events.ts';
-
-/** Fields HTTP allows once in a message: of repeats, the first is kept. */
-const SINGLE_VALUE = new Set([
-  ':status', ':method', ':authority', ':scheme', ':path', ':protocol', 'age', 'authorization',
-  'content-encoding', 'content-language', 'content-length', 'content-location', 'content-md5',
-  'content-range', 'content-type', 'date', 'etag', 'expires', 'from', 'host', 'if-match',
-  'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'last-modified',
-  'location', 'max-forwards', 'proxy-authorization', 'range', 'referer', 'retry-after', 'user-agent',
-]);
 
 export function requestHeaders(fields: readonly string[]): RequestHeaders {
   const out: Record<string, string | string[] | undefined> = Object.create(null) as Record<string, string | string[] | undefined>;
@@ -20,7 +12,7 @@ export function requestHeaders(fields: readonly string[]): RequestHeaders {
     const seen = out[name];
     if (seen === undefined) out[name] = name === 'set-cookie' ? [value] : value;
     else if (name === 'set-cookie') (seen as string[]).push(value);
-    else if (SINGLE_VALUE.has(name)) continue;
+    else if (SINGLE_VALUE_FIELDS.has(name)) continue;
     else out[name] = `${seen as string}${name === 'cookie' ? '; ' : ', '}${value}`;
   }
   return out;

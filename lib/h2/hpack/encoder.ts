@@ -29,9 +29,9 @@ let scratch = Buffer.allocUnsafeSlow(1024);
 
 export class HpackEncoder {
   readonly #table: HeaderTable;
-  /** Entry number of each name and of each name\0value in the dynamic table. */
+  /** Entry number of each name, and of each value by name, in the dynamic table. */
   readonly #byName = new Map<string, number>();
-  readonly #byField = new Map<string, number>();
+  readonly #byField = new Map<string, Map<string, number>>();
   /** Size updates owed at the start of the next block (RFC 7541 4.2): the smallest, then the last. */
   #minPending = -1;
   #pos = 0;
@@ -39,8 +39,11 @@ export class HpackEncoder {
   constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE) {
     this.#table = new HeaderTable(maxTableSize, (name, value, entry) => {
       if (this.#byName.get(name) === entry) this.#byName.delete(name);
-      const key = `${name}\0${value}`;
-      if (this.#byField.get(key) === entry) this.#byField.delete(key);
+      const values = this.#byField.get(name);
+      if (values?.get(value) === entry) {
+        values.delete(value);
+        if (values.size === 0) this.#byField.delete(name);
+      }
     });
   }
 
@@ -64,10 +67,9 @@ export class HpackEncoder {
 
   #field(name: string, value: string): void {
     const table = this.#table;
-    const key = `${name}\0${value}`;
-    const staticField = STATIC_FIELD_INDEX.get(key);
+    const staticField = STATIC_FIELD_INDEX.get(name)?.get(value);
     if (staticField !== undefined) return this.#integer(staticField, 7, 0x80);
-    const entry = this.#byField.get(key);
+    const entry = this.#byField.get(name)?.get(value);
     const dynamicField = entry === undefined ? 0 : table.indexOf(entry);
     if (dynamicField > 0) return this.#integer(STATIC_LENGTH + dynamicField, 7, 0x80);
 
@@ -88,7 +90,9 @@ export class HpackEncoder {
     if (representation === Representation.incremental) {
       table.add(name, value);
       this.#byName.set(name, table.inserted);
-      this.#byField.set(key, table.inserted);
+      let values = this.#byField.get(name);
+      if (values === undefined) this.#byField.set(name, (values = new Map()));
+      values.set(value, table.inserted);
     }
   }
 

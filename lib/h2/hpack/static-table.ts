@@ -72,7 +72,17 @@ export const STATIC_NAME_INDEX: ReadonlyMap<string, number> = new Map(
   [...STATIC_TABLE.entries()].reverse().map(([i, [name]]) => [name, i + 1] as const),
 );
 
-/** The static index of each name and value pair with a non-empty value, for the encoder. */
-export const STATIC_FIELD_INDEX: ReadonlyMap<string, number> = new Map(
-  [...STATIC_TABLE.entries()].filter(([, [, value]]) => value !== '').map(([i, [name, value]]) => [`${name}\0${value}`, i + 1] as const),
-);
+/**
+ * The static index of each name and value pair with a non-empty value, for the encoder: by
+ * name, then value, so a lookup builds no string.
+ */
+export const STATIC_FIELD_INDEX: ReadonlyMap<string, ReadonlyMap<string, number>> = (() => {
+  const byName = new Map<string, Map<string, number>>();
+  STATIC_TABLE.forEach(([name, value], i) => {
+    if (value === '') return;
+    let values = byName.get(name);
+    if (values === undefined) byName.set(name, (values = new Map()));
+    values.set(value, i + 1);
+  });
+  return byName;
+})();
