@@ -32,8 +32,9 @@ export const SINGLE_VALUE_FIELDS: ReadonlySet<string> = new Set([
   'x-content-type-options',
 ]);
 
-function hasName(list: HeaderList, name: string): boolean {
-  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return true;
+/** Whether a field before position `end` of `list` (all of it by default) is named `name`. */
+function hasName(list: readonly string[], name: string, end = list.length): boolean {
+  for (let i = 0; i < end; i += 2) if (list[i] === name) return true;
   return false;
 }
 
@@ -41,10 +42,7 @@ function hasName(list: HeaderList, name: string): boolean {
 function needsFiltering(raw: readonly string[], drop: ReadonlySet<string>): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (drop.has(name)) return true;
-    if (SINGLE_VALUE_FIELDS.has(name)) {
-      for (let j = 0; j < i; j += 2) if (raw[j] === name) return true;
-    }
+    if (drop.has(name) || (SINGLE_VALUE_FIELDS.has(name) && hasName(raw, name, i))) return true;
   }
   return false;
 }

@@ -59,10 +59,7 @@ export class FrameWriter {
         this.#chunkBytes += length;
       }
     }
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      process.nextTick(flushWriter, this);
-    }
+    this.#schedule();
   }
 
   /** Octets that are not a frame (the client preface), gathered with the frames that follow. */
@@ -70,10 +67,7 @@ export class FrameWriter {
     if (this.#closed) return;
     const at = this.#reserve(bytes.length);
     bytes.copy(slab, at);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      process.nextTick(flushWriter, this);
-    }
+    this.#schedule();
   }
 
   /** Sends what this turn gathered now (before the socket is ended, say). */
@@ -103,6 +97,13 @@ export class FrameWriter {
     this.#chunkBytes = 0;
     this.#runSlab = undefined;
     this.#runStart = this.#runEnd = 0;
+  }
+
+  /** The gathered frames go out at the end of this turn, in one write. */
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    process.nextTick(flushWriter, this);
   }
 
   /** Room for `n` octets in the slab, continuing this writer's run if nobody wrote in between. */
