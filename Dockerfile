@@ -37,8 +37,8 @@ RUN apt-get update -qq && apt-get download libmimalloc2.0 && dpkg -x libmimalloc
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
-# mimalloc as malloc: node:http2 and nghttp2 allocate and free in C++ for every stream and
-# every socket read, and glibc's malloc cost an eighth of the CPU per RPC
+# mimalloc as malloc: Node allocates and frees in C++ for socket reads and writes, and under
+# the earlier node:http2 data plane glibc's malloc cost an eighth of the CPU per RPC
 # (docs/performance.md). The start-up log line says which allocator is in use; setting
 # LD_PRELOAD to "" in the pod's environment turns it off.
 COPY --from=malloc /malloc/libmimalloc.so.2 /usr/local/lib/fngate/libmimalloc.so.2

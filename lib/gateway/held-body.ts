@@ -1,6 +1,7 @@
 // A request whose forwarding waits (its token being verified, its session waiting for room):
 // what the client sends meanwhile is kept unconsumed, so the stream's receive window bounds
 // it, and handed to the call in order once it is forwarded.
+import { keep, release } from '../h2/read-buffers.ts';
 import type { H2Stream, StreamHandler } from '../h2/stream.ts';
 
 const EMPTY = Buffer.alloc(0);
@@ -17,7 +18,8 @@ export class HeldBody implements StreamHandler {
   }
 
   onData(_stream: H2Stream, data: Buffer, endStream: boolean): void {
-    this.#chunks.push(data);
+    // It outlives the read it came in (a buffer that is read into again).
+    this.#chunks.push(keep(data));
     this.#end ||= endStream;
   }
 
@@ -35,7 +37,11 @@ export class HeldBody implements StreamHandler {
   replay(target: H2Stream): void {
     const chunks = this.#chunks;
     const end = this.#end;
-    for (let i = 0; i < chunks.length; i++) target.handler.onData(target, chunks[i] as Buffer, end && i === chunks.length - 1);
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i] as Buffer;
+      target.handler.onData(target, chunk, end && i === chunks.length - 1);
+      release(chunk); // whoever needs it longer kept it in onData
+    }
     if (end && chunks.length === 0) target.handler.onData(target, EMPTY, true);
     chunks.length = 0;
   }

@@ -3,9 +3,11 @@
 // process (an idle connection holds no write buffer); larger DATA payloads go out as the buffers
 // they are (views of what was read from the other side), never copied here. The octets handed
 // to the socket and not yet sent are counted, so a connection can refuse to queue without bound
-// toward a peer that does not read.
+// toward a peer that does not read. A payload in a read buffer that is used again is held until
+// the socket has taken the write (read-buffers.ts).
 import type { Socket } from 'node:net';
 import { FRAME_HEADER_LENGTH } from './constants.ts';
+import { isPooled, keep, release } from './read-buffers.ts';
 
 /** Payloads up to this size are copied next to their header rather than written separately. */
 const COPY_LIMIT = 1024;
@@ -21,6 +23,8 @@ export class FrameWriter {
   /** Buffers of this turn, in order: slab regions and payloads written as they are. */
   #chunks: Buffer[] = [];
   #chunkBytes = 0;
+  /** Payloads of this turn held in reused read buffers, released once the socket took them. */
+  #held: Buffer[] | undefined;
   /** This writer's current run of octets in the slab: [runStart, runEnd) of runSlab. */
   #runSlab: Buffer | undefined;
   #runStart = 0;
@@ -55,7 +59,9 @@ export class FrameWriter {
         (payload as Buffer).copy(s, at + FRAME_HEADER_LENGTH);
       } else {
         this.#endRun();
-        this.#chunks.push(payload as Buffer);
+        const kept = keep(payload as Buffer);
+        if (kept === payload && isPooled(kept)) (this.#held ??= []).push(kept);
+        this.#chunks.push(kept);
         this.#chunkBytes += length;
       }
     }
@@ -79,15 +85,21 @@ export class FrameWriter {
     if (chunks.length === 0) return;
     this.#chunks = [];
     this.#chunkBytes = 0;
+    const held = this.#held;
+    this.#held = undefined;
     const socket = this.#socket;
-    if (socket.destroyed) return;
-    if (chunks.length === 1) {
-      socket.write(chunks[0] as Buffer);
+    if (socket.destroyed) {
+      if (held !== undefined) releaseAll(held);
       return;
     }
-    socket.cork();
-    for (const c of chunks) socket.write(c);
-    socket.uncork();
+    // Writes complete in order: the last one's callback (success or not) means the socket is
+    // done with every buffer of this turn.
+    const last = chunks.length - 1;
+    if (last > 0) socket.cork();
+    for (let i = 0; i < last; i++) socket.write(chunks[i] as Buffer);
+    if (held === undefined) socket.write(chunks[last] as Buffer);
+    else socket.write(chunks[last] as Buffer, () => releaseAll(held));
+    if (last > 0) socket.uncork();
   }
 
   /** Nothing more is written (the socket is gone or being destroyed). */
@@ -95,6 +107,9 @@ export class FrameWriter {
     this.#closed = true;
     this.#chunks = [];
     this.#chunkBytes = 0;
+    // Never handed to the socket.
+    if (this.#held !== undefined) releaseAll(this.#held);
+    this.#held = undefined;
     this.#runSlab = undefined;
     this.#runStart = this.#runEnd = 0;
   }
@@ -132,6 +147,10 @@ export class FrameWriter {
     this.#runSlab = undefined;
     this.#runStart = this.#runEnd = 0;
   }
+}
+
+function releaseAll(held: readonly Buffer[]): void {
+  for (const b of held) release(b);
 }
 
 function flushWriter(writer: FrameWriter): void {

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { ClientConnection } from '../h2/client-connection.ts';
 import type { ConnectionHooks } from '../h2/connection.ts';
 import { DEFAULT_LIMITS, type H2Counters, type H2Limits } from '../h2/limits.ts';
+import { SocketReads } from '../h2/read-buffers.ts';
 import type { H2Stream, StreamHandler } from '../h2/stream.ts';
 import type { Endpoint } from '../registry/types.ts';
 
@@ -54,17 +55,22 @@ export class UpstreamConnection {
     const current = this.#connection;
     if (current !== undefined && current.available) return current;
     const { host, port } = this.endpoint;
-    const socket = net.connect({ host, port, noDelay: true });
+    // The function's responses are read into reused buffers: a stream's DATA goes on to the
+    // client as views of them, and a quiet connection holds none.
+    const reads = new SocketReads();
+    const socket = net.connect({ host, port, noDelay: true, onread: reads.options });
     const hooks: ConnectionHooks = {
       onStream() {},
       onGoaway: () => this.#forget(connection),
       onClose: () => {
+        reads.close();
         if (this.#connection === connection) this.#connection = undefined;
       },
       onInternalError: this.#tuning.onInternalError,
       onStreamCountChanged() {},
     };
     const connection = new ClientConnection(socket, this.#tuning.limits, this.#tuning.counters, hooks);
+    reads.sink = (chunk) => connection.received(chunk);
     this.#connection = connection;
     if (this.#closed) connection.close();
     return connection;

@@ -24,7 +24,7 @@ const LAYERS: readonly Layer[] = [
   // The validated configuration, and the formats written in it and in Function files (durations, names).
   { name: 'config' },
   // HTTP/2 of our own; knows nothing of gRPC. Framing and HPACK stay inside.
-  { name: 'h2', surface: ['client-connection.ts', 'server-connection.ts', 'connection.ts', 'stream.ts', 'constants.ts', 'limits.ts'] },
+  { name: 'h2', surface: ['client-connection.ts', 'server-connection.ts', 'connection.ts', 'stream.ts', 'constants.ts', 'limits.ts', 'read-buffers.ts'] },
   // gRPC on top of HTTP/2: statuses, trailers-only answers, grpc-timeout, proto loading.
   { name: 'grpc' },
   // Logs, metrics, traces, access log: a sink every layer above reports to and reads nothing back from.

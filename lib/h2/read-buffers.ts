@@ -1,0 +1,127 @@
+// Socket reads into buffers that are used again (net's `onread` option) instead of a new
+// ArrayBuffer per read. Fresh read buffers are native garbage V8 frees only when it collects
+// their views: while streaming, memory the allocator keeps (~15 MiB at the peak) and forced
+// scavenges (~10% of a stream's CPU) (docs/performance.md).
+//
+// Two kinds of target:
+// - SHARED, one buffer for every quiet socket of the process: a read into it is handled before
+//   any other socket reads (libuv runs each read's callback, and the ticks after it, before the
+//   next read), so whatever must outlive the read is copied out (keep());
+// - a pooled buffer of a socket that is streaming (its last read filled its target): forwarded
+//   DATA leaves as views of it, uncopied, and it goes back to the pool when every holder has
+//   released it (the socket once it reads into another buffer, a writer once the kernel took
+//   the write, a queue once the view left it). A holder that never releases (a stream reset
+//   with DATA queued) costs only that buffer's reuse: the garbage collector frees it as before.
+// A quiet socket holds no buffer of its own, so idle connections cost nothing here.
+
+/** Size of a streaming socket's read target (net's own read size). */
+export const READ_BUFFER_SIZE = 64 * 1024;
+/** Size of the target every quiet socket shares: a burst of small calls fits in one read. */
+export const SHARED_READ_SIZE = 16 * 1024;
+/** Released buffers kept for the next streaming socket; more are left to the garbage collector. */
+const MAX_FREE = 32;
+
+const SHARED = Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
+const free: Buffer[] = [];
+/** Holders of each pooled buffer now out of the free list. */
+const holders = new WeakMap<ArrayBufferLike, number>();
+const stats = { allocated: 0, reused: 0, returned: 0 };
+
+function take(): Buffer {
+  let buffer = free.pop();
+  if (buffer === undefined) {
+    buffer = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+    stats.allocated++;
+  } else {
+    stats.reused++;
+  }
+  holders.set(buffer.buffer, 1);
+  return buffer;
+}
+
+function releaseBuffer(ab: ArrayBufferLike): void {
+  const n = holders.get(ab);
+  if (n === undefined) return;
+  if (n > 1) {
+    holders.set(ab, n - 1);
+    return;
+  }
+  holders.delete(ab);
+  stats.returned++;
+  if (free.length < MAX_FREE) free.push(Buffer.from(ab as ArrayBuffer, 0, READ_BUFFER_SIZE));
+}
+
+/**
+ * Makes `view` safe to keep past the read it came from: a view of a pooled buffer is held (and
+ * must be released once), one of the shared buffer is copied; any other buffer is returned as
+ * it is. Returns what to keep.
+ */
+export function keep(view: Buffer): Buffer {
+  const ab = view.buffer;
+  if (ab === SHARED.buffer) return Buffer.from(view);
+  const n = holders.get(ab);
+  if (n !== undefined) holders.set(ab, n + 1);
+  return view;
+}
+
+/** Gives back what keep() held (nothing for a copy or a buffer that was never pooled). */
+export function release(kept: Buffer): void {
+  releaseBuffer(kept.buffer);
+}
+
+/** Pooled buffers made, taken again from the free list, and released by their last holder. */
+export function readBufferStats(): { readonly allocated: number; readonly reused: number; readonly returned: number; readonly free: number } {
+  return { ...stats, free: free.length };
+}
+
+/** Whether `view` lies in a pooled buffer now out of the free list (keep() holds such views). */
+export function isPooled(view: Buffer): boolean {
+  return holders.has(view.buffer);
+}
+
+/**
+ * One socket's reads: pass `options` as the socket's `onread` and set `sink` before data can
+ * arrive. Each chunk handed to the sink is valid during the call only, unless kept.
+ */
+export class SocketReads {
+  sink: (chunk: Buffer) => void = ignore;
+  #target: Buffer | undefined;
+  #filled = false;
+
+  readonly options = {
+    buffer: (): Buffer => this.#next(),
+    callback: (n: number): boolean => {
+      const target = this.#target as Buffer; // net read into what #next() gave it
+      this.#filled = n === target.length;
+      this.sink(target.subarray(0, n));
+      return true;
+    },
+  };
+
+  /** Whether the next read goes into a pooled buffer of this socket's own (it is streaming). */
+  get streaming(): boolean {
+    return this.#target !== undefined && this.#target !== SHARED;
+  }
+
+  /** The socket is gone: its target goes back to the pool (unless a writer still holds it). */
+  close(): void {
+    const target = this.#target;
+    this.#target = undefined;
+    if (target !== undefined && target !== SHARED) releaseBuffer(target.buffer);
+  }
+
+  /** The next read's target: net asks once at connect and after every read. */
+  #next(): Buffer {
+    const last = this.#target;
+    if (last !== undefined && last !== SHARED) {
+      // A streaming socket keeps its own buffer when nobody else holds it.
+      if (this.#filled && holders.get(last.buffer) === 1) return last;
+      releaseBuffer(last.buffer);
+    }
+    const next = this.#filled ? take() : SHARED;
+    this.#target = next;
+    return next;
+  }
+}
+
+function ignore(): void {}
