@@ -7,6 +7,7 @@ import { fieldValue, WAIT_HEADER } from '../forward/headers.ts';
 import { forwardCall } from '../forward/forward.ts';
 import { ErrorCode } from '../h2/constants.ts';
 import type { H2Counters, H2Limits } from '../h2/limits.ts';
+import type { SocketReads } from '../h2/read-buffers.ts';
 import { ServerConnection } from '../h2/server-connection.ts';
 import type { H2Stream } from '../h2/stream.ts';
 import { grpcError, isGrpcError, respondHttp, respondTrailersOnly, Status, type GrpcError } from '../grpc/status.ts';
@@ -64,7 +65,7 @@ export class Gateway {
   }
 
   /** A client's HTTP/2 connection (h2c after its preface was seen, or TLS with ALPN h2). */
-  accept(socket: Socket): void {
+  accept(socket: Socket, reads?: SocketReads): void {
     const { telemetry } = this.#opts;
     let connection: ClientConnection | undefined;
     const h2 = new ServerConnection(socket, this.#opts.h2, this.#opts.h2Counters, {
@@ -73,7 +74,7 @@ export class Gateway {
       onClose: () => connection?.closed(),
       onInternalError: (where, err) => telemetry.internalError(where, err),
       onStreamCountChanged: (open) => connection?.streamCountChanged(open),
-    });
+    }, reads);
     connection = new ClientConnection(h2, this.#opts.sessions, this.#opts.limits, {
       onGatewayClose: (reason) => telemetry.connectionClosedBy(reason),
       onClosed: (c) => {

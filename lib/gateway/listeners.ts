@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import type { ListenAddress } from '../config/types.ts';
 import { ErrorCode } from '../h2/constants.ts';
 import { DEFAULT_LIMITS, type H2Limits } from '../h2/limits.ts';
+import { readIntoReused, SocketReads } from '../h2/read-buffers.ts';
 import { watchDirectory, type Closable } from '../files/watch.ts';
 import type { Logger } from '../telemetry/log.ts';
 
@@ -46,8 +47,8 @@ export const defaultClientTuning: ClientHttp2Tuning = {
   maxConnectionsPerIp: 1000,
 };
 
-/** Takes a client's socket once it speaks HTTP/2 (the gateway's accept). */
-export type AcceptH2 = (socket: net.Socket) => void;
+/** Takes a client's socket once it speaks HTTP/2 (the gateway's accept); `reads` when it reads into reused buffers. */
+export type AcceptH2 = (socket: net.Socket, reads?: SocketReads) => void;
 
 /** Accepts TCP, checks for the HTTP/2 preface, and hands HTTP/2 connections to `accept`. */
 export function listenH2c(accept: AcceptH2, tuning: ClientHttp2Tuning, address: ListenAddress): Promise<net.Server> {
@@ -151,7 +152,10 @@ function sniffPreface(socket: net.Socket, accept: AcceptH2): void {
       socket.removeAllListeners('error');
       socket.pause();
       socket.unshift(seen);
-      accept(socket);
+      // From here on the socket reads into reused buffers (read-buffers.ts); what it read so
+      // far, unshifted, still comes as 'data'. TLS sockets read as Node gives them.
+      const reads = new SocketReads();
+      accept(socket, readIntoReused(socket, reads) ? reads : undefined);
       return;
     }
     // Not HTTP/2. An HTTP/1.x request gets an HTTP/1.1 answer; anything else the GOAWAY an

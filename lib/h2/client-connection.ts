@@ -8,6 +8,7 @@ import { CLIENT_PREFACE, ErrorCode, MAX_STREAM_ID, Setting } from './constants.t
 import { Http2Connection, type ConnectionHooks } from './connection.ts';
 import { checkResponse, checkTrailers } from './fields.ts';
 import type { H2Counters, H2Limits } from './limits.ts';
+import type { SocketReads } from './read-buffers.ts';
 import type { H2Stream, StreamHandler } from './stream.ts';
 
 export class ClientConnection extends Http2Connection {
@@ -17,8 +18,8 @@ export class ClientConnection extends Http2Connection {
    * The preface, our SETTINGS and what is requested in this turn go to `socket` in one write
    * (a connecting socket queues it): one segment, and one wakeup of the server, instead of two.
    */
-  constructor(socket: Socket, limits: H2Limits, counters: H2Counters, hooks: ConnectionHooks) {
-    super(socket, limits, counters);
+  constructor(socket: Socket, limits: H2Limits, counters: H2Counters, hooks: ConnectionHooks, reads?: SocketReads) {
+    super(socket, limits, counters, reads);
     this.hooks = hooks;
     this.writer.raw(CLIENT_PREFACE);
     this.sendPreface([[Setting.ENABLE_PUSH, 0]]);

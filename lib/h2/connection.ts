@@ -25,7 +25,7 @@ import { HpackDecoder, HpackError } from './hpack/decoder.ts';
 import { HpackEncoder } from './hpack/encoder.ts';
 import { forwarded } from '../runtime/young-garbage.ts';
 import { Budget, type H2Counters, type H2Limits } from './limits.ts';
-import { keep, release } from './read-buffers.ts';
+import { keep, release, type SocketReads } from './read-buffers.ts';
 import { H2Stream, StreamState } from './stream.ts';
 
 /** onClose's code for a stream whose connection went away without a RST_STREAM for it. */
@@ -119,7 +119,8 @@ export abstract class Http2Connection implements FrameSink {
   #recentlyReset: Int32Array | undefined;
   #recentlyResetAt = 0;
 
-  constructor(socket: Socket, limits: H2Limits, counters: H2Counters) {
+  /** `reads`: the socket reads into reused buffers through it (read-buffers.ts). */
+  constructor(socket: Socket, limits: H2Limits, counters: H2Counters, reads?: SocketReads) {
     this.socket = socket;
     this.limits = limits;
     this.counters = counters;
@@ -128,8 +129,13 @@ export abstract class Http2Connection implements FrameSink {
     this.writer = new FrameWriter(socket);
     this.#resets = new Budget(limits.resetBurst, limits.resetsPerSecond);
     this.#control = new Budget(limits.controlBurst, limits.controlPerSecond);
-    // A socket reading into reused buffers (read-buffers.ts) calls received() itself.
+    // A socket reading into reused buffers does not emit them as 'data' (bytes it read before
+    // it was turned to them do).
     socket.on('data', (chunk: Buffer) => this.received(chunk));
+    if (reads !== undefined) {
+      reads.sink = (chunk) => this.received(chunk);
+      socket.once('close', () => reads.close());
+    }
     socket.on('drain', () => this.#guard('socket drain', () => this.#flushBlocked()));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.failure ??= err.code ?? err.message; // 'close' follows

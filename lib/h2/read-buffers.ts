@@ -13,6 +13,7 @@
 //   the write, a queue once the view left it). A holder that never releases (a stream reset
 //   with DATA queued) costs only that buffer's reuse: the garbage collector frees it as before.
 // A quiet socket holds no buffer of its own, so idle connections cost nothing here.
+import net from 'node:net';
 
 /** Size of a streaming socket's read target (net's own read size). */
 export const READ_BUFFER_SIZE = 64 * 1024;
@@ -125,3 +126,35 @@ export class SocketReads {
 }
 
 function ignore(): void {}
+
+/** net's own fields for `onread`, found once on a socket made with it; null if this Node has none. */
+let onreadFields: { buffer: symbol; callback: symbol; generator: symbol } | null | undefined;
+
+function findOnreadFields(): typeof onreadFields {
+  const probe = new net.Socket({ onread: { buffer: () => SHARED, callback: () => true } });
+  const named = (description: string): symbol | undefined => Object.getOwnPropertySymbols(probe).find((s) => s.description === description);
+  const buffer = named('kBuffer');
+  const callback = named('kBufferCb');
+  const generator = named('kBufferGen');
+  probe.destroy();
+  return buffer && callback && generator ? { buffer, callback, generator } : null;
+}
+
+/**
+ * Turns an accepted plain TCP socket to reads through `reads`: net.Server offers no `onread`,
+ * so this sets on the socket what net.connect would set for one and hands its handle the first
+ * target. Done once the socket's first bytes were seen, while nothing else reads. Returns false
+ * (the socket reads as before) when this Node lacks those fields; a test checks it does not.
+ */
+export function readIntoReused(socket: net.Socket, reads: SocketReads): boolean {
+  const named = (onreadFields ??= findOnreadFields());
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
+  if (named === null || named === undefined || typeof handle?.useUserBuffer !== 'function' || socket.destroyed) return false;
+  const first = reads.options.buffer();
+  const fields = socket as unknown as Record<symbol, unknown>;
+  fields[named.generator] = reads.options.buffer;
+  fields[named.callback] = reads.options.callback;
+  fields[named.buffer] = first;
+  handle.useUserBuffer(first);
+  return true;
+}

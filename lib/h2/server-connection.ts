@@ -7,6 +7,7 @@ import { CLIENT_PREFACE, ErrorCode, Setting } from './constants.ts';
 import { Http2Connection, type ConnectionHooks } from './connection.ts';
 import { checkRequest, checkTrailers, type RequestInfo } from './fields.ts';
 import type { H2Counters, H2Limits } from './limits.ts';
+import type { SocketReads } from './read-buffers.ts';
 import type { H2Stream } from './stream.ts';
 
 export class ServerConnection extends Http2Connection {
@@ -19,8 +20,8 @@ export class ServerConnection extends Http2Connection {
    * Takes over `socket` (already connected, TLS or not) and sends our SETTINGS at once; the
    * client preface must follow within limits.prefaceTimeoutMs.
    */
-  constructor(socket: Socket, limits: H2Limits, counters: H2Counters, hooks: ConnectionHooks) {
-    super(socket, limits, counters);
+  constructor(socket: Socket, limits: H2Limits, counters: H2Counters, hooks: ConnectionHooks, reads?: SocketReads) {
+    super(socket, limits, counters, reads);
     this.hooks = hooks;
     this.sendPreface([
       [Setting.MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],

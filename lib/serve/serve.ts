@@ -1,13 +1,12 @@
 // `fngate serve`: wires config -> sources -> registry -> auth -> sessions -> gateway ->
 // listeners and the admin server. Every part is recorded in `Started` as it starts, and
 // shutDown (started.ts) takes them down again, on a drain and on a failed start-up alike.
-import type { Socket } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.ts';
 import { Authenticator } from '../auth/authenticator.ts';
 import type { JwtVerifier } from '../auth/jwt.ts';
 import type { Config } from '../config/types.ts';
 import { Gateway } from '../gateway/gateway.ts';
-import { boundAddress, createTlsServer, defaultClientTuning, listen, listenH2c } from '../gateway/listeners.ts';
+import { boundAddress, createTlsServer, defaultClientTuning, listen, listenH2c, type AcceptH2 } from '../gateway/listeners.ts';
 import { newCounters } from '../h2/limits.ts';
 import { Registry } from '../registry/registry.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
@@ -169,7 +168,7 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
 
   // One tuning object for both listeners: the per-address connection count is shared.
   const clientTuning = { ...defaultClientTuning, maxConnectionsPerIp: config.maxConnectionsPerIp };
-  const accept = (socket: Socket): void => gateway.accept(socket);
+  const accept: AcceptH2 = (socket, reads) => gateway.accept(socket, reads);
   const h2cServer = await listenH2c(accept, clientTuning, config.listen);
   started.servers.push(h2cServer);
   let tlsAddress: string | null = null;

@@ -63,14 +63,12 @@ export class UpstreamConnection {
       onStream() {},
       onGoaway: () => this.#forget(connection),
       onClose: () => {
-        reads.close();
         if (this.#connection === connection) this.#connection = undefined;
       },
       onInternalError: this.#tuning.onInternalError,
       onStreamCountChanged() {},
     };
-    const connection = new ClientConnection(socket, this.#tuning.limits, this.#tuning.counters, hooks);
-    reads.sink = (chunk) => connection.received(chunk);
+    const connection = new ClientConnection(socket, this.#tuning.limits, this.#tuning.counters, hooks, reads);
     this.#connection = connection;
     if (this.#closed) connection.close();
     return connection;

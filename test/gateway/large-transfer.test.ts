@@ -121,6 +121,7 @@ t.test('2 GiB client stream in 1 MiB messages (grpcio)', async (t) => {
   t.match(calls[0], { code: 'OK', code_value: 0, backend: 'large-b1', replies: 1 });
   t.equal(calls[0]?.received_bytes, total, 'the function received exactly 2 GiB');
   t.equal(calls[0]?.received_messages, 2048, 'in 2048 messages');
+  t.equal(backend.unexpectedPayloads, 0, 'every message arrived as the client sent it (the gateway reads into buffers it reads into again)');
   t.comment(`2 GiB client stream: ${ms.toFixed(0)} ms, ${rate(total, ms)}`);
   checkMemory(t, gw, max, '2 GiB client stream');
 });

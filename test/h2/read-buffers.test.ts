@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import net from 'node:net';
-import { isPooled, keep, READ_BUFFER_SIZE, readBufferStats, release, SHARED_READ_SIZE, SocketReads } from '../../lib/h2/read-buffers.ts';
+import { isPooled, keep, READ_BUFFER_SIZE, readBufferStats, readIntoReused, release, SHARED_READ_SIZE, SocketReads } from '../../lib/h2/read-buffers.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 /** Bytes that differ at every offset of a long run (a counter, not a repeating short pattern). */
@@ -113,4 +113,43 @@ t.test('a socket that goes quiet reads into the shared buffer and holds no buffe
   const copy = keep(last);
   t.not(copy.buffer, last.buffer, 'keeping a view of the shared buffer copies it');
   t.equal(copy.toString(), 'pong');
+});
+
+t.test('an accepted socket is turned to reused buffers after its first bytes', async (t) => {
+  let accepted!: (s: net.Socket) => void;
+  const serverSide = new Promise<net.Socket>((resolve) => (accepted = resolve));
+  const server = net.createServer((s) => accepted(s));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const socket = await serverSide;
+  const reads = new SocketReads();
+  t.teardown(() => {
+    client.destroy();
+    socket.destroy();
+    server.close();
+    reads.close();
+  });
+  // As the h2c listener does: the first bytes come as 'data', the socket is paused, what was
+  // seen is unshifted, and the socket is turned.
+  client.write('first');
+  const first = await new Promise<Buffer>((resolve) => socket.once('data', resolve));
+  socket.pause();
+  socket.unshift(first);
+  t.ok(readIntoReused(socket, reads), 'this Node lets an accepted socket read into reused buffers');
+  const viaData: Buffer[] = [];
+  const viaReads: Buffer[] = [];
+  let pooledReads = 0;
+  socket.on('data', (chunk: Buffer) => viaData.push(chunk));
+  reads.sink = (chunk) => {
+    if (isPooled(chunk)) pooledReads++;
+    viaReads.push(keep(chunk));
+  };
+  socket.resume();
+  const rest = pattern(8 * READ_BUFFER_SIZE, 3);
+  client.end(rest);
+  await waitFor(() => viaReads.reduce((n, c) => n + c.length, 0) === rest.length, 5000, 'the rest read through the reused buffers');
+  t.equal(Buffer.concat(viaData).toString(), 'first', "the bytes read before the switch came as 'data', once");
+  t.ok(Buffer.concat(viaReads).equals(rest), 'the bytes after it came through the reused buffers, intact and in order');
+  t.ok(pooledReads > 0, `streaming, it read into pooled buffers (${pooledReads} reads)`);
+  for (const c of viaReads) release(c);
 });

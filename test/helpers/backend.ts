@@ -34,6 +34,8 @@ export interface EchoBackend {
   readonly active: number;
   /** Calls whose reply waits for the client to read ('drain'): the backend is holding back. */
   readonly blocked: number;
+  /** Client-stream messages whose payload is not the test pattern (patternBytes) of its length. */
+  readonly unexpectedPayloads: number;
   /** Distinct peers (`call.getPeer()`): one per upstream connection. */
   readonly peers: Set<string>;
   /** Every call started, in order. */
@@ -140,6 +142,14 @@ function sleep(ms: number, c: CallState): Promise<boolean> {
   });
 }
 
+let patternCache = patternBytes(0);
+
+/** Whether `payload` is patternBytes(payload.length). */
+function isPattern(payload: Uint8Array): boolean {
+  if (patternCache.length < payload.length) patternCache = patternBytes(payload.length);
+  return patternCache.subarray(0, payload.length).equals(payload);
+}
+
 /** Writes with backpressure (counted in `stats.blocked` while waiting); returns false if the call ended meanwhile. */
 function write(call: Writable, reply: EchoReply, c: CallState, stats: { blocked: number }): Promise<boolean> {
   if (c.signal.aborted) return Promise.resolve(false);
@@ -174,7 +184,7 @@ function endStream(call: ServerStream, status: grpc.StatusObject | undefined, c:
 export async function startEchoBackend(opts: { name: string; host?: string; port?: number }): Promise<EchoBackend> {
   const { name } = opts;
   const host = opts.host ?? '127.0.0.1';
-  const stats = { calls: 0, cancelled: 0, active: 0, blocked: 0 };
+  const stats = { calls: 0, cancelled: 0, active: 0, blocked: 0, unexpectedPayloads: 0 };
   const peers = new Set<string>();
   const callLog: CallRecord[] = [];
 
@@ -231,6 +241,8 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
         for await (const m of call as AsyncIterable<EchoRequest>) {
           bytes += m.payload?.length ?? 0;
           messages++;
+          // Test clients send the pattern: anything else was changed on the way.
+          if (m.payload !== undefined && !isPattern(m.payload)) stats.unexpectedPayloads++;
         }
       } catch {
         return; // destroyed: the call was cancelled
@@ -299,6 +311,9 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
     },
     get cancelled() {
       return stats.cancelled;
+    },
+    get unexpectedPayloads() {
+      return stats.unexpectedPayloads;
     },
     get active() {
       return stats.active;
