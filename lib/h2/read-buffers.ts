@@ -15,12 +15,15 @@
 // A quiet socket holds no buffer of its own, so idle connections cost nothing here.
 import net from 'node:net';
 
-/** Size of a streaming socket's read target (net's own read size). */
-export const READ_BUFFER_SIZE = 64 * 1024;
+/**
+ * Size of a streaming socket's read target: four times net's own, so a stream takes a quarter
+ * of the reads and writes (1 GiB each way, +10-13% MB/s; 512 KiB and 1 MiB were slower).
+ */
+export const READ_BUFFER_SIZE = 256 * 1024;
 /** Size of the target every quiet socket shares: a burst of small calls fits in one read. */
 export const SHARED_READ_SIZE = 16 * 1024;
-/** Released buffers kept for the next streaming socket; more are left to the garbage collector. */
-const MAX_FREE = 32;
+/** Released buffers kept for the next streaming socket (2 MiB); more are left to the garbage collector. */
+const MAX_FREE = 8;
 
 const SHARED = Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
 const free: Buffer[] = [];
