@@ -117,6 +117,8 @@ export abstract class Http2Connection implements FrameSink {
    * 5.1). Allocated at the first reset: most connections never send one.
    */
   #recentlyReset: Int32Array | undefined;
+  /** The socket's reads into reused buffers, when it reads that way (its target is given back at close). */
+  #reads: SocketReads | undefined;
   #recentlyResetAt = 0;
 
   /** `reads`: the socket reads into reused buffers through it (read-buffers.ts). */
@@ -133,8 +135,8 @@ export abstract class Http2Connection implements FrameSink {
     // it was turned to them do).
     socket.on('data', (chunk: Buffer) => this.received(chunk));
     if (reads !== undefined) {
-      reads.sink = (chunk) => this.received(chunk);
-      socket.once('close', () => reads.close());
+      reads.sink = this;
+      this.#reads = reads;
     }
     socket.on('drain', () => this.#guard('socket drain', () => this.#flushBlocked()));
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -798,6 +800,8 @@ export abstract class Http2Connection implements FrameSink {
   }
 
   #onSocketClose(): void {
+    // Nothing reads into its target any more.
+    this.#reads?.close();
     if (!this.closed) {
       this.closed = true;
       this.reader.stop();

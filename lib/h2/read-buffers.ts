@@ -83,24 +83,35 @@ export function isPooled(view: Buffer): boolean {
   return holders.has(view.buffer);
 }
 
+/** Where a socket's reads go: each chunk is valid during the call only, unless kept. */
+export interface ReadSink {
+  received(chunk: Buffer): void;
+}
+
+const NO_SINK: ReadSink = { received() {} };
+
 /**
  * One socket's reads: pass `options` as the socket's `onread` and set `sink` before data can
- * arrive. Each chunk handed to the sink is valid during the call only, unless kept.
+ * arrive. Kept small (an idle connection carries one): two closures net calls, no more.
  */
 export class SocketReads {
-  sink: (chunk: Buffer) => void = ignore;
+  sink: ReadSink = NO_SINK;
   #target: Buffer | undefined;
   #filled = false;
-
-  readonly options = {
-    buffer: (): Buffer => this.#next(),
-    callback: (n: number): boolean => {
-      const target = this.#target as Buffer; // net read into what #next() gave it
-      this.#filled = n === target.length;
-      this.sink(target.subarray(0, n));
-      return true;
-    },
+  /** net's `onread.buffer`: the next read's target, asked for at connect and after every read. */
+  readonly next = (): Buffer => this.#next();
+  /** net's `onread.callback`: `n` octets were read into the target. */
+  readonly read = (n: number): boolean => {
+    const target = this.#target as Buffer; // net read into what next() gave it
+    this.#filled = n === target.length;
+    this.sink.received(target.subarray(0, n));
+    return true;
   };
+
+  /** The `onread` option of net.connect. */
+  get options(): { buffer: () => Buffer; callback: (n: number) => boolean } {
+    return { buffer: this.next, callback: this.read };
+  }
 
   /** Whether the next read goes into a pooled buffer of this socket's own (it is streaming). */
   get streaming(): boolean {
@@ -128,7 +139,6 @@ export class SocketReads {
   }
 }
 
-function ignore(): void {}
 
 /** net's own fields for `onread`, found once on a socket made with it; null if this Node has none. */
 let onreadFields: { buffer: symbol; callback: symbol; generator: symbol } | null | undefined;
@@ -153,10 +163,10 @@ export function readIntoReused(socket: net.Socket, reads: SocketReads): boolean 
   const named = (onreadFields ??= findOnreadFields());
   const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
   if (named === null || named === undefined || typeof handle?.useUserBuffer !== 'function' || socket.destroyed) return false;
-  const first = reads.options.buffer();
+  const first = reads.next();
   const fields = socket as unknown as Record<symbol, unknown>;
-  fields[named.generator] = reads.options.buffer;
-  fields[named.callback] = reads.options.callback;
+  fields[named.generator] = reads.next;
+  fields[named.callback] = reads.read;
   fields[named.buffer] = first;
   handle.useUserBuffer(first);
   return true;

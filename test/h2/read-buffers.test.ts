@@ -29,7 +29,7 @@ async function pair(t: Test, sink: (chunk: Buffer) => void): Promise<Pair> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
   const reads = new SocketReads();
-  reads.sink = sink;
+  reads.sink = { received: sink };
   const client = net.connect({ host: '127.0.0.1', port, onread: reads.options });
   const close = (): void => {
     client.destroy();
@@ -140,9 +140,11 @@ t.test('an accepted socket is turned to reused buffers after its first bytes', a
   const viaReads: Buffer[] = [];
   let pooledReads = 0;
   socket.on('data', (chunk: Buffer) => viaData.push(chunk));
-  reads.sink = (chunk) => {
-    if (isPooled(chunk)) pooledReads++;
-    viaReads.push(keep(chunk));
+  reads.sink = {
+    received(chunk) {
+      if (isPooled(chunk)) pooledReads++;
+      viaReads.push(keep(chunk));
+    },
   };
   socket.resume();
   const rest = pattern(8 * READ_BUFFER_SIZE, 3);
