@@ -19,7 +19,7 @@ import { encodeGrpcMessage, isGrpcError, Status, type GrpcError } from '../../li
 import { parseGrpcTimeout } from '../../lib/grpc/timeout.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { NO_SCALING, type FunctionSpec } from '../../lib/registry/types.ts';
-import { readInvocation, type Invocation } from '../../lib/route/invocation.ts';
+import { MAX_SESSION_ID, readInvocation, type Invocation } from '../../lib/route/invocation.ts';
 import { routeInvocation } from '../../lib/route/route.ts';
 import { SessionKeyRing } from '../../lib/sessions/session-token.ts';
 import { decodeGrpcMessage } from '../helpers/http2-raw.ts';
@@ -139,7 +139,7 @@ t.test('readInvocation', async (t) => {
         if (typeof headers['function-id'] !== 'string' || r.functionId !== headers['function-id']) throw new Error('functionId is not the header');
         if (!/^[A-Za-z0-9._-]{1,128}$/.test(r.functionId)) throw new Error(`invalid functionId accepted: ${r.functionId}`);
         if (r.versionId !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(r.versionId)) throw new Error(`invalid versionId accepted: ${r.versionId}`);
-        if (r.sessionId !== undefined && (r.sessionId === '' || r.sessionId.length > 256)) throw new Error('unbounded session id accepted');
+        if (r.sessionId !== undefined && (r.sessionId === '' || r.sessionId.length > MAX_SESSION_ID)) throw new Error('unbounded session id accepted');
       }),
       params(),
     );
