@@ -119,6 +119,8 @@ export abstract class Http2Connection implements FrameSink {
   #recentlyReset: Int32Array | undefined;
   /** The socket's reads into reused buffers, when it reads that way (its target is given back at close). */
   #reads: SocketReads | undefined;
+  /** Cuts a closing socket whose peer does not hang up; cleared when it does. */
+  #lingerTimer: NodeJS.Timeout | undefined;
   #recentlyResetAt = 0;
 
   /** `reads`: the socket reads into reused buffers through it (read-buffers.ts). */
@@ -766,33 +768,38 @@ export abstract class Http2Connection implements FrameSink {
     this.failure ??= `${errorName(code)}: ${debug}`;
     this.goaway(this.lastPeerStreamId, code, debug);
     // The streams were not reset by anyone: their connection failed.
-    this.#shutDown(CONNECTION_LOST);
+    this.#shutDown(CONNECTION_LOST, 'failed');
   }
 
   /** Cuts the connection now: every stream ends, nothing more is sent. */
   destroy(): void {
     // Closed already, it may still be lingering for its GOAWAY to leave: cut that short too.
     if (this.closed) this.socket.destroy();
-    else this.#shutDown(CONNECTION_LOST, false);
+    else this.#shutDown(CONNECTION_LOST, 'cut');
   }
 
   #closeIfDone(): void {
     if (this.closed || this.streams.size > 0) return;
-    if (this.#draining || (this.goawaySent >= 0 && this.goawaySent < 2 ** 31 - 1) || this.goawayReceived >= 0) this.#shutDown(CONNECTION_LOST);
+    if (this.#draining || (this.goawaySent >= 0 && this.goawaySent < 2 ** 31 - 1) || this.goawayReceived >= 0) this.#shutDown(CONNECTION_LOST, 'graceful');
   }
 
-  #shutDown(streamCode: number, flush = true): void {
+  /** graceful: GOAWAY and FIN, the peer's FIN closes; failed: the same, reading no more; cut: now. */
+  #shutDown(streamCode: number, how: 'graceful' | 'failed' | 'cut'): void {
     this.closed = true;
     this.reader.stop();
     clearTimeout(this.#settingsTimer);
     for (const stream of [...this.streams.values()]) this.finish(stream, streamCode);
-    // Nothing more is read: a peer still writing fills its own buffers, and the close that
-    // follows resets the connection (it cannot miss that the way it can miss a FIN it never reads).
-    this.socket.pause();
-    if (flush) {
+    if (how !== 'cut') {
+      // After an error nothing more is read: a peer still writing fills its own buffers, and
+      // the close that follows resets the connection (it cannot miss that the way it can miss
+      // a FIN it never reads). After a graceful close the socket goes on reading (the stopped
+      // reader drops what comes), so the peer's FIN closes it at once instead of after
+      // CLOSE_LINGER_MS: under connection churn, connections waiting out that second were
+      // thousands, promoted and copied by every scavenge.
+      if (how === 'failed') this.socket.pause();
       this.writer.flush();
       this.socket.end();
-      setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket).unref();
+      this.#lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket).unref();
     } else {
       this.socket.destroy();
     }
@@ -802,6 +809,7 @@ export abstract class Http2Connection implements FrameSink {
   #onSocketClose(): void {
     // Nothing reads into its target any more.
     this.#reads?.close();
+    clearTimeout(this.#lingerTimer);
     if (!this.closed) {
       this.closed = true;
       this.reader.stop();
