@@ -139,7 +139,6 @@ export class SocketReads {
   }
 }
 
-
 /** net's own fields for `onread`, found once on a socket made with it; null if this Node has none. */
 let onreadFields: { buffer: symbol; callback: symbol; generator: symbol } | null | undefined;
 
