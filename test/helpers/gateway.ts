@@ -39,7 +39,7 @@ function builtEntry(): string {
   return join(REPO_ROOT, 'dist', 'cmd', 'fngate.js');
 }
 
-/** A sealed session id as the gateway hands it out (nvcf-reqid): base64url, format byte 1 first. */
+/** A sealed session id as the gateway hands it out (nvcf-reqid): base64url, its format byte (1 or 2) first. */
 export const SESSION_ID = /^A[A-Za-z0-9_-]{80,}$/;
 
 export type LogLine = Record<string, unknown>;
