@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import type { ListenAddress } from '../config/types.ts';
 import { ErrorCode } from '../h2/constants.ts';
 import { DEFAULT_LIMITS, type H2Limits } from '../h2/limits.ts';
-import { readIntoReused, SocketReads } from '../h2/read-buffers.ts';
+import { readIntoReused, SocketReads, type ReadSink } from '../h2/read-buffers.ts';
 import { watchDirectory, type Closable } from '../files/watch.ts';
 import type { Logger } from '../telemetry/log.ts';
 
@@ -130,32 +130,51 @@ const MAX_REQUEST_LINE = 8192;
 const GOAWAY_PROTOCOL_ERROR = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
 function sniffPreface(socket: net.Socket, accept: AcceptH2): void {
-  let seen: Buffer = Buffer.alloc(0);
+  // The socket reads into reused buffers from its first read (read-buffers.ts), so the preface
+  // check sees the bytes first and then hands them to the connection within the same read; a
+  // Node without that reads as before ('data', then unshift for the connection).
+  const reads = new SocketReads();
+  const reused = readIntoReused(socket, reads);
+  let seen: Buffer = EMPTY;
   socket.on('error', () => socket.destroy());
   // Absolute, not an idle timeout: a byte now and then must not keep open a connection that
   // never becomes HTTP/2, nor one that was answered and does not hang up.
   const deadline = setTimeout(destroySocket, PREFACE_TIMEOUT_MS, socket).unref();
   const clearDeadline = (): void => clearTimeout(deadline);
   socket.once('close', clearDeadline);
+  const stopReading = (): void => {
+    if (!reused) socket.removeListener('data', received);
+    else {
+      reads.sink = DROP;
+      socket.once('close', () => reads.close());
+    }
+  };
   const refuse = (answer: string | Buffer): void => {
-    socket.removeListener('data', onData);
+    stopReading();
     socket.end(answer);
   };
-  const onData = (chunk: Buffer): void => {
+  // A chunk is valid during this call only (reused buffers): what waits for more is copied.
+  const received = (chunk: Buffer): void => {
     seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
     const n = Math.min(seen.length, PREFACE.length);
     if (seen.compare(PREFACE, 0, n, 0, n) === 0) {
-      if (n < PREFACE.length) return; // a prefix of the preface: wait for the rest
+      if (n < PREFACE.length) {
+        if (seen === chunk) seen = Buffer.from(chunk); // a prefix of the preface: wait for the rest
+        return;
+      }
       clearDeadline();
       socket.removeListener('close', clearDeadline);
-      socket.removeListener('data', onData);
       socket.removeAllListeners('error');
-      socket.pause();
-      socket.unshift(seen);
-      // From here on the socket reads into reused buffers (read-buffers.ts); what it read so
-      // far, unshifted, still comes as 'data'. TLS sockets read as Node gives them.
-      const reads = new SocketReads();
-      accept(socket, readIntoReused(socket, reads) ? reads : undefined);
+      if (reused) {
+        reads.sink = DROP; // until the connection takes over
+        accept(socket, reads);
+        reads.sink.received(seen);
+      } else {
+        socket.removeListener('data', received);
+        socket.pause();
+        socket.unshift(seen);
+        accept(socket);
+      }
       return;
     }
     // Not HTTP/2. An HTTP/1.x request gets an HTTP/1.1 answer; anything else the GOAWAY an
@@ -165,10 +184,17 @@ function sniffPreface(socket: net.Socket, accept: AcceptH2): void {
       refuse(REQUEST_LINE.test(seen.toString('latin1', 0, eol)) ? HTTP1_RESPONSE : GOAWAY_PROTOCOL_ERROR);
     } else if (seen.length > MAX_REQUEST_LINE || !isPrintable(seen)) {
       refuse(GOAWAY_PROTOCOL_ERROR);
+    } else if (seen === chunk) {
+      seen = Buffer.from(chunk);
     }
   };
-  socket.on('data', onData);
+  if (reused) reads.sink = { received };
+  else socket.on('data', received);
 }
+
+const EMPTY = Buffer.alloc(0);
+/** Where a refused connection's reads go: nowhere. */
+const DROP: ReadSink = { received() {} };
 
 function destroySocket(socket: net.Socket): void {
   socket.destroy();

@@ -155,7 +155,7 @@ function findOnreadFields(): typeof onreadFields {
 /**
  * Turns an accepted plain TCP socket to reads through `reads`: net.Server offers no `onread`,
  * so this sets on the socket what net.connect would set for one and hands its handle the first
- * target. Done once the socket's first bytes were seen, while nothing else reads. Returns false
+ * target. Done before the socket's first read (the h2c listener does it as it accepts). Returns false
  * (the socket reads as before) when this Node lacks those fields; a test checks it does not.
  */
 export function readIntoReused(socket: net.Socket, reads: SocketReads): boolean {

@@ -17,6 +17,7 @@ import { decodeGrpcMessage, grpcFrame, parseGrpcFrames, rawGrpcCall, sendHttp1 }
 import type { RawResponse } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { connectRaw, FrameType, Flag, frame as wireFrame, grpcRequestHeaders, headersFrame, settingsFrame } from '../abuse/h2-wire.ts';
 
 type TestT = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -276,6 +277,27 @@ t.test('HTTP/1.1 on the h2c port: a readable HTTP/1.1 error response, then close
     t.match(body, /gRPC/, `${what}: ... and gRPC`);
   }
   await goodCallWorks(t, 'after the HTTP/1.1 probes');
+});
+
+t.test('a preface that arrives a few octets at a time is taken, and the call on it served', async (t) => {
+  const raw = await connectRaw(gw.h2c, { preface: false, keepFrames: true });
+  t.teardown(() => raw.destroy());
+  const opening = Buffer.concat([PREFACE, settingsFrame()]);
+  for (let at = 0; at < opening.length; at += 5) {
+    t.equal(raw.count(FrameType.SETTINGS), 0, `nothing answered before the preface is whole (${at} octets sent)`);
+    await raw.write(opening.subarray(at, at + 5));
+    await new Promise((resolve) => setImmediate(resolve)); // separate writes, likely separate reads
+  }
+  await Promise.race([raw.settled, raw.closedPromise]);
+  t.equal(raw.closed, false, 'the gateway took the preface and sent its SETTINGS');
+  const body = Buffer.concat(UNARY_BODY);
+  await raw.write(Buffer.concat([
+    headersFrame(1, grpcRequestHeaders(gw.h2c, ECHO_PATHS.Unary, { authorization: AUTH.authorization, 'function-id': 'fn-echo' })),
+    wireFrame(FrameType.DATA, Flag.END_STREAM, 1, body),
+  ]));
+  await waitFor(() => raw.frames.some((f) => f.type === FrameType.HEADERS && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0) || raw.closed, 5000, 'the call answered');
+  t.ok(raw.responded.has(1), 'the call was answered on stream 1');
+  t.equal(raw.goaways.length, 0, 'no GOAWAY');
 });
 
 // --- grpc-message ---------------------------------------------------------------------------
