@@ -29,22 +29,17 @@ let scratch = Buffer.allocUnsafeSlow(1024);
 
 export class HpackEncoder {
   readonly #table: HeaderTable;
-  /** Entry number of each name, and of each value by name, in the dynamic table. */
-  readonly #byName = new Map<string, number>();
-  readonly #byField = new Map<string, Map<string, number>>();
   /** Size updates owed at the start of the next block (RFC 7541 4.2): the smallest, then the last. */
   #minPending = -1;
   #pos = 0;
 
   constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE) {
-    this.#table = new HeaderTable(maxTableSize, (name, value, entry) => {
-      if (this.#byName.get(name) === entry) this.#byName.delete(name);
-      const values = this.#byField.get(name);
-      if (values?.get(value) === entry) {
-        values.delete(value);
-        if (values.size === 0) this.#byField.delete(name);
-      }
-    });
+    this.#table = new HeaderTable(maxTableSize);
+  }
+
+  /** The connection is gone: its table goes (nothing is encoded after this). */
+  release(): void {
+    this.#table.clear();
   }
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE: the table follows, and the next block says so. */
@@ -69,13 +64,9 @@ export class HpackEncoder {
     const table = this.#table;
     const staticField = STATIC_FIELD_INDEX.get(name)?.get(value);
     if (staticField !== undefined) return this.#integer(staticField, 7, 0x80);
-    const entry = this.#byField.get(name)?.get(value);
-    const dynamicField = entry === undefined ? 0 : table.indexOf(entry);
-    if (dynamicField > 0) return this.#integer(STATIC_LENGTH + dynamicField, 7, 0x80);
-
-    const nameEntry = this.#byName.get(name);
-    const dynamicName = nameEntry === undefined ? 0 : table.indexOf(nameEntry);
-    const nameIndex = STATIC_NAME_INDEX.get(name) ?? (dynamicName > 0 ? STATIC_LENGTH + dynamicName : 0);
+    const found = table.find(name, value);
+    if (found > 0) return this.#integer(STATIC_LENGTH + found, 7, 0x80);
+    const nameIndex = STATIC_NAME_INDEX.get(name) ?? (found < 0 ? STATIC_LENGTH - found : 0);
     let representation: number;
     if (SENSITIVE.has(name) || (name === 'cookie' && value.length < SHORT_COOKIE)) {
       representation = Representation.neverIndexed;
@@ -87,13 +78,7 @@ export class HpackEncoder {
     this.#integer(nameIndex, representation === Representation.incremental ? 6 : 4, representation);
     if (nameIndex === 0) this.#string(name);
     this.#string(value);
-    if (representation === Representation.incremental) {
-      table.add(name, value);
-      this.#byName.set(name, table.inserted);
-      let values = this.#byField.get(name);
-      if (values === undefined) this.#byField.set(name, (values = new Map()));
-      values.set(value, table.inserted);
-    }
+    if (representation === Representation.incremental) table.add(name, value);
   }
 
   /** An integer with an N-bit prefix (RFC 7541 5.1); `first` holds the bits above the prefix. */

@@ -12,10 +12,6 @@ export class HeaderTable {
   /** Octets in use, as RFC 7541 4.1 counts them. */
   size = 0;
   maxSize: number;
-  /** Entries ever added: entry number `inserted` is the newest (dynamic index 1). */
-  inserted = 0;
-  /** Told of each entry evicted, with its entry number (the encoder forgets it then). */
-  readonly #onEvict: ((name: string, value: string, entry: number) => void) | undefined;
   // Allocated on the first entry, so an idle connection's tables cost nothing; always a power
   // of two long, for the ring's mask.
   #names: string[] = NO_ENTRIES;
@@ -24,9 +20,8 @@ export class HeaderTable {
   #oldest = 0;
   #count = 0;
 
-  constructor(maxSize: number, onEvict?: (name: string, value: string, entry: number) => void) {
+  constructor(maxSize: number) {
     this.maxSize = maxSize;
-    this.#onEvict = onEvict;
   }
 
   get length(): number {
@@ -42,28 +37,46 @@ export class HeaderTable {
     return this.#values[this.#slot(i)] as string;
   }
 
-  /** Dynamic index of entry number `entry`, or 0 if it has been evicted. */
-  indexOf(entry: number): number {
-    const index = this.inserted - entry + 1;
-    return index >= 1 && index <= this.#count ? index : 0;
+  /**
+   * Where the newest entry with this name and value is: its dynamic index; failing that, minus
+   * the dynamic index of the newest entry with this name; 0 if neither. A scan, newest first:
+   * a table holds a few dozen entries (4096 octets at 32 a piece at most 128), and a scan
+   * allocates nothing, where maps by name and value cost a new connection a Map per name.
+   */
+  find(name: string, value: string): number {
+    const names = this.#names;
+    const values = this.#values;
+    const mask = names.length - 1;
+    let nameOnly = 0;
+    for (let i = 1; i <= this.#count; i++) {
+      const slot = (this.#oldest + this.#count - i) & mask;
+      if (names[slot] !== name) continue;
+      if (values[slot] === value) return i;
+      if (nameOnly === 0) nameOnly = -i;
+    }
+    return nameOnly;
   }
 
   /** Adds a field; one larger than the whole table empties it and is not added (RFC 7541 4.4). */
   add(name: string, value: string): void {
     const size = name.length + value.length + ENTRY_OVERHEAD;
     this.#evictTo(this.maxSize - size);
-    this.inserted++;
-    if (size > this.maxSize) {
-      // Counted as added (the peer's table numbers it too) but gone at once.
-      this.#onEvict?.(name, value, this.inserted);
-      return;
-    }
+    if (size > this.maxSize) return; // the eviction above emptied the table
     if (this.#count === this.#names.length) this.#grow();
     const slot = (this.#oldest + this.#count) & (this.#names.length - 1);
     this.#names[slot] = name;
     this.#values[slot] = value;
     this.#count++;
     this.size += size;
+  }
+
+  /** Drops every entry at once, without eviction order (the connection is gone). */
+  clear(): void {
+    this.#names = NO_ENTRIES;
+    this.#values = NO_ENTRIES;
+    this.#oldest = 0;
+    this.#count = 0;
+    this.size = 0;
   }
 
   /** A new maximum (a size update, or a SETTINGS change): evicts down to it. */
@@ -87,7 +100,6 @@ export class HeaderTable {
       this.#values[slot] = '';
       this.#oldest = (slot + 1) & mask;
       this.#count--;
-      this.#onEvict?.(name, value, this.inserted - this.#count);
     }
   }
 
