@@ -5,6 +5,7 @@ import type { ServerConnection } from '../h2/server-connection.ts';
 import { connectionClosed } from '../runtime/young-garbage.ts';
 import { ConnectionSessions, type SessionBinder } from '../sessions/connection-sessions.ts';
 import type { CloseReason } from '../telemetry/events.ts';
+import type { Slotted } from '../runtime/slot-map.ts';
 
 /** GOAWAY with the largest stream id: "shutting down soon", new streams still accepted (RFC 9113 6.8). */
 const SHUTDOWN_NOTICE_LAST_STREAM = 2 ** 31 - 1;
@@ -37,8 +38,10 @@ export interface ConnectionEvents {
   onClosed(connection: ClientConnection): void;
 }
 
-export class ClientConnection {
+export class ClientConnection implements Slotted {
   readonly h2: ServerConnection;
+  /** Position in the gateway's set of connections. */
+  slot = -1;
   readonly sessions: ConnectionSessions;
   readonly #events: ConnectionEvents;
   #idle: NodeJS.Timeout;

@@ -25,6 +25,7 @@ import { GatewayHealth, isHealthPath } from './health.ts';
 import { HeldBody } from './held-body.ts';
 import { HeldCall, type HeldCallOutlet } from './held-call.ts';
 import { requestHeaders } from './request-headers.ts';
+import { SlotMap } from '../runtime/slot-map.ts';
 
 export interface GatewayOptions {
   readonly registry: Registry;
@@ -48,7 +49,8 @@ const unverifiable = grpcError(Status.UNAUTHENTICATED, 'token could not be verif
 export class Gateway {
   readonly health = new GatewayHealth();
   readonly #opts: GatewayOptions;
-  readonly #connections = new Set<ClientConnection>();
+  /** Open client connections (a SlotMap, not a Set: see slot-map.ts). */
+  readonly #connections = new SlotMap<ClientConnection, true>();
   #draining = false;
   #drained: (() => void) | undefined;
 
@@ -83,7 +85,7 @@ export class Gateway {
         if (this.#draining && this.#connections.size === 0) this.#drained?.();
       },
     });
-    this.#connections.add(connection);
+    this.#connections.set(connection, true);
     telemetry.connectionOpened();
     if (this.#draining) connection.shutDown('drain', false);
   }
@@ -99,12 +101,12 @@ export class Gateway {
       this.#opts.telemetry.setDraining(true);
       // Calls still waiting for a session would wait in vain: they end now, UNAVAILABLE.
       this.#opts.sessions.failWaiting();
-      for (const connection of this.#connections) connection.shutDown('drain', true);
+      for (const connection of this.#connections.keys()) connection.shutDown('drain', true);
     }
     if (this.#connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const deadline = setTimeout(() => {
-        for (const connection of this.#connections) connection.destroy();
+        for (const connection of this.#connections.keys()) connection.destroy();
         resolve();
       }, timeoutMs);
       this.#drained = () => {

@@ -120,6 +120,7 @@ export class SocketReads {
 
   /** The socket is gone: its target goes back to the pool (unless a writer still holds it). */
   close(): void {
+    this.sink = NO_SINK; // the socket's read callbacks no longer reach the connection
     const target = this.#target;
     this.#target = undefined;
     if (target !== undefined && target !== SHARED) releaseBuffer(target.buffer);

@@ -6,6 +6,7 @@ import { formatDuration } from '../config/duration.ts';
 import { grpcError, Status, type GrpcError } from '../grpc/status.ts';
 import type { Endpoint, RoutableFunction, RoutableVersion } from '../registry/types.ts';
 import { realClock, type Clock, type Timer } from '../runtime/clock.ts';
+import { SlotMap } from '../runtime/slot-map.ts';
 import { capShare, SOLE_REPLICA, type ReplicaRank } from './cap-share.ts';
 import { EndpointLoad } from './endpoint-load.ts';
 import { PendingSession, type SessionWaiter, type WaitOutcome } from './pending-session.ts';
@@ -54,7 +55,7 @@ export class SessionManager {
   /** Ended records in the order they ended: linger is constant, so expiry is FIFO. */
   readonly #lingering = new Map<string, SessionRecord>();
   /** "function\0version\0endpoint" -> live sessions pinned there, with the connection holding each. */
-  readonly #bound = new Map<string, Map<Session, SessionOwner>>();
+  readonly #bound = new Map<string, SlotMap<Session, SessionOwner>>();
   readonly #opts: SessionManagerOptions;
   readonly #clock: Clock;
   #keys: SessionKeyRing;
@@ -294,10 +295,10 @@ export class SessionManager {
   retireUnready(lookup: FunctionLookup): void {
     const gone: [Session, SessionOwner][] = [];
     for (const group of this.#bound.values()) {
-      const [first] = group.keys();
+      const first = group.first();
       if (!first) continue;
       if (lookup(first.functionId)?.versions.get(first.versionId)?.byKey.has(first.endpoint.key)) continue;
-      gone.push(...group);
+      gone.push(...group.entries());
     }
     for (const [session, owner] of gone) owner.endpointGone(session);
   }
@@ -322,6 +323,7 @@ export class SessionManager {
       versionId: record.versionId,
       endpoint,
       upstream: this.#opts.openUpstream(endpoint),
+      slot: -1,
     };
     if (sealed) {
       session.token = sealed.token;
@@ -332,7 +334,7 @@ export class SessionManager {
     }
     const key = groupKey(record.functionId, record.versionId, endpoint.key);
     let group = this.#bound.get(key);
-    if (!group) this.#bound.set(key, (group = new Map()));
+    if (!group) this.#bound.set(key, (group = new SlotMap()));
     group.set(session, owner);
     return session;
   }

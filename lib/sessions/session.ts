@@ -46,6 +46,8 @@ export interface Session {
   readonly versionId: string;
   readonly endpoint: Endpoint;
   readonly upstream: SessionUpstream;
+  /** Position among the live sessions of its endpoint (the SessionManager's). */
+  slot: number;
 }
 
 /**

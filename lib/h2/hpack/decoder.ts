@@ -33,6 +33,11 @@ export class HpackDecoder {
     if (this.#table.maxSize > size) this.#table.setMaxSize(size);
   }
 
+  /** The connection is gone: its table goes (nothing is decoded after this). */
+  release(): void {
+    this.#table.clear();
+  }
+
   /** Octets the dynamic table holds now (RFC 7541 4.1). */
   get tableSize(): number {
     return this.#table.size;
