@@ -7,12 +7,12 @@
 // first five bytes authenticated too. Plaintext: sid(8) | issuedAt(6) | expiresAt(6) | then
 // functionId, versionId, endpointKey, each as u16 length + UTF-8.
 //
-// Format 2 (sealed): AES-256-CTR, then HMAC-SHA256 over everything before the tag, truncated
-// to 16 octets (encrypt-then-MAC, separate keys). Sealing takes its keystream from one
-// long-lived CTR cipher and computes the MAC with one-shot hashes, so a new session builds no
-// cipher object: AES-GCM through createCipheriv cost ~20 us per new connection in the gateway
-// (OpenSSL's per-cipher set-up and the objects around it), a large share of a new connection's
-// CPU. Format 1 (AES-256-GCM, 12-octet nonce) is still opened: ids handed out before.
+// Format 2 (sealed): AES-256-CTR, then a MAC over everything before the tag (SHA3-256 of a
+// secret prefix and the message, truncated to 16 octets; encrypt-then-MAC, separate keys).
+// Sealing takes its keystream from one long-lived CTR cipher and the MAC from one one-shot
+// hash, so a new session builds no cipher or Hmac object: AES-GCM through createCipheriv cost
+// ~20 us per new connection in the gateway (OpenSSL's per-cipher set-up and the objects around
+// it). Format 1 (AES-256-GCM, 12-octet nonce) is still opened: ids handed out before.
 import { MAX_SESSION_ID } from '../route/invocation.ts';
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, hash, hkdfSync, randomBytes, randomFillSync, timingSafeEqual, type Cipheriv, type KeyObject } from 'node:crypto';
 
@@ -28,7 +28,7 @@ export interface SessionClaims {
 }
 
 const FORMAT_GCM = 1;
-const FORMAT_CTR_HMAC = 2;
+const FORMAT_CTR_MAC = 2;
 const KEY_ID_BYTES = 4;
 const GCM_NONCE_BYTES = 12;
 const CTR_IV_BYTES = 16;
@@ -40,34 +40,31 @@ const FIXED_CLAIM_BYTES = SID_BYTES + 2 * TIME_BYTES;
 /** The shortest plaintext: fixed claims and three empty strings. */
 const MIN_PLAIN_BYTES = FIXED_CLAIM_BYTES + 6;
 const AES_BLOCK = 16;
-/** HMAC-SHA256's block: the key is padded to it (RFC 2104). */
-const SHA256_BLOCK = 64;
-
-/** HMAC-SHA256 under one key, from two one-shot hashes (no Hmac object per message). */
+/**
+ * The MAC: SHA3-256 over the key and then the message, truncated to TAG_BYTES. SHA-3 has no
+ * length extension, so a secret prefix makes it a MAC as it stands (the nesting of HMAC is for
+ * SHA-2; FIPS 202); one one-shot hash per id, no Hmac object.
+ */
 class Mac {
-  /** key ^ ipad, then room for the message; key ^ opad, then room for the inner digest. */
-  #inner: Buffer;
-  readonly #outer = Buffer.allocUnsafe(SHA256_BLOCK + 32);
+  /** The key, then room for the message. */
+  #buffer: Buffer;
+  readonly #keyLength: number;
 
   constructor(key: Buffer) {
-    this.#inner = Buffer.allocUnsafe(SHA256_BLOCK + 256);
-    for (let i = 0; i < SHA256_BLOCK; i++) {
-      const k = i < key.length ? (key[i] as number) : 0;
-      this.#inner[i] = k ^ 0x36;
-      this.#outer[i] = k ^ 0x5c;
-    }
+    this.#keyLength = key.length;
+    this.#buffer = Buffer.allocUnsafe(key.length + 256);
+    key.copy(this.#buffer);
   }
 
-  /** The first TAG_BYTES of HMAC(key, message). */
   tag(message: Buffer): Buffer {
-    if (this.#inner.length < SHA256_BLOCK + message.length) {
-      const grown = Buffer.allocUnsafe(SHA256_BLOCK + message.length);
-      this.#inner.copy(grown, 0, 0, SHA256_BLOCK);
-      this.#inner = grown;
+    const end = this.#keyLength + message.length;
+    if (this.#buffer.length < end) {
+      const grown = Buffer.allocUnsafe(end);
+      this.#buffer.copy(grown, 0, 0, this.#keyLength);
+      this.#buffer = grown;
     }
-    message.copy(this.#inner, SHA256_BLOCK);
-    hash('sha256', this.#inner.subarray(0, SHA256_BLOCK + message.length), 'buffer').copy(this.#outer, SHA256_BLOCK);
-    return hash('sha256', this.#outer, 'buffer').subarray(0, TAG_BYTES);
+    message.copy(this.#buffer, this.#keyLength);
+    return hash('sha3-256', this.#buffer.subarray(0, end), 'buffer').subarray(0, TAG_BYTES);
   }
 }
 
@@ -166,7 +163,7 @@ export class SessionKeyRing {
 
     const sealedLength = HEADER_BYTES + CTR_IV_BYTES + plainLength;
     const token = Buffer.allocUnsafe(sealedLength + TAG_BYTES);
-    token[0] = FORMAT_CTR_HMAC;
+    token[0] = FORMAT_CTR_MAC;
     this.#sealing.id.copy(token, 1);
     this.#keystream.encrypt(plain, token, HEADER_BYTES + CTR_IV_BYTES, HEADER_BYTES);
     this.#sealing.mac.tag(token.subarray(0, sealedLength)).copy(token, sealedLength);
@@ -178,7 +175,7 @@ export class SessionKeyRing {
     if (token.length > MAX_SESSION_ID) return undefined;
     const body = Buffer.from(token, 'base64url');
     const format = body[0];
-    const ivBytes = format === FORMAT_CTR_HMAC ? CTR_IV_BYTES : format === FORMAT_GCM ? GCM_NONCE_BYTES : 0;
+    const ivBytes = format === FORMAT_CTR_MAC ? CTR_IV_BYTES : format === FORMAT_GCM ? GCM_NONCE_BYTES : 0;
     if (ivBytes === 0 || body.length < HEADER_BYTES + ivBytes + MIN_PLAIN_BYTES + TAG_BYTES) return undefined;
     // Base64url decoding skips junk characters; only the canonical spelling of a token is one.
     if (body.toString('base64url') !== token) return undefined;
@@ -188,7 +185,7 @@ export class SessionKeyRing {
     const tagStart = body.length - TAG_BYTES;
     const iv = body.subarray(HEADER_BYTES, cipherStart);
     let plain: Buffer;
-    if (format === FORMAT_CTR_HMAC) {
+    if (format === FORMAT_CTR_MAC) {
       if (!timingSafeEqual(key.mac.tag(body.subarray(0, tagStart)), body.subarray(tagStart))) return undefined;
       plain = createDecipheriv('aes-256-ctr', key.ctr, iv).update(body.subarray(cipherStart, tagStart));
     } else {
@@ -241,7 +238,7 @@ function deriveKey(secret: Buffer): SealingKey {
     id: createHash('sha256').update(gcm).digest().subarray(0, KEY_ID_BYTES),
     gcm: createSecretKey(gcm),
     ctr: createSecretKey(derive('aes-256-ctr v2')),
-    mac: new Mac(derive('hmac-sha256 v2')),
+    mac: new Mac(derive('sha3-256 mac v2')),
   };
 }
 
