@@ -52,8 +52,14 @@ export class SessionManager {
   readonly #pendingOwners = new Map<PendingSession, SessionOwner>();
   /** sid -> what this process knows of it: live here, or ended less than the linger ago. */
   readonly #records = new Map<string, SessionRecord>();
-  /** Ended records in the order they ended: linger is constant, so expiry is FIFO. */
-  readonly #lingering = new Map<string, SessionRecord>();
+  /**
+   * Records in the order they ended (linger is constant, so expiry is FIFO), each with the time
+   * it ended then: one resumed and ended again since has a later entry. Arrays whose swept
+   * slots are emptied, not a Map (see slot-map.ts): under churn they hold ~linger x sessions/s.
+   */
+  readonly #ended: Array<SessionRecord | undefined> = [];
+  readonly #endedAt: number[] = [];
+  #endedHead = 0;
   /** "function\0version\0endpoint" -> live sessions pinned there, with the connection holding each. */
   readonly #bound = new Map<string, SlotMap<Session, SessionOwner>>();
   readonly #opts: SessionManagerOptions;
@@ -284,7 +290,8 @@ export class SessionManager {
     const record = this.#records.get(session.id);
     if (!record || --record.live > 0) return;
     record.endedAt = this.#clock.now();
-    this.#lingering.set(record.sid, record);
+    this.#ended.push(record);
+    this.#endedAt.push(record.endedAt);
     this.#sweeper ??= this.#clock.setInterval(() => this.#sweep(), Math.min(1000, this.#opts.lingerMs)).unref();
   }
 
@@ -311,7 +318,6 @@ export class SessionManager {
 
   #bind(record: SessionRecord, endpoint: Endpoint, owner: SessionOwner, sealed: { token: string; sealedAt: number } | undefined): Session {
     record.live++;
-    this.#lingering.delete(record.sid);
     this.load.acquire(endpoint.key);
     this.versions.add(record.functionId, record.versionId, 1, 0);
     const session: Session = {
@@ -354,12 +360,26 @@ export class SessionManager {
 
   #sweep(): void {
     const cutoff = this.#clock.now() - this.#opts.lingerMs;
-    for (const record of this.#lingering.values()) {
-      if (record.endedAt > cutoff) break;
-      this.#lingering.delete(record.sid);
-      if (record.live === 0) this.#records.delete(record.sid);
+    const ended = this.#ended;
+    const endedAt = this.#endedAt;
+    let head = this.#endedHead;
+    for (; head < ended.length && (endedAt[head] as number) <= cutoff; head++) {
+      const record = ended[head] as SessionRecord;
+      ended[head] = undefined;
+      // Not one live again, nor one that ended again since (its later entry stands).
+      if (record.live === 0 && record.endedAt === endedAt[head] && this.#records.get(record.sid) === record) this.#records.delete(record.sid);
     }
-    if (this.#lingering.size === 0 && this.#sweeper) {
+    if (head === ended.length) {
+      ended.length = 0;
+      endedAt.length = 0;
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= ended.length) {
+      ended.splice(0, head);
+      endedAt.splice(0, head);
+      head = 0;
+    }
+    this.#endedHead = head;
+    if (ended.length === 0 && this.#sweeper) {
       this.#clock.clearTimeout(this.#sweeper);
       this.#sweeper = undefined;
     }

@@ -179,6 +179,28 @@ t.test('linger: an ended session resumes here until --session-linger has passed 
   t.match(connection().acquire(fn(), undefined, token), { code: Status.NOT_FOUND }, 'a linger after the last close: gone');
 });
 
+t.test('linger: thousands of ended sessions expire in the order they ended, those later still resumable', async (t) => {
+  const { manager, fn, connection, clock } = fixture(200);
+  t.teardown(() => manager.close());
+  const conns = Array.from({ length: 1500 }, () => connection());
+  const tokens = conns.map((c) => ok(t, c.acquire(fn(), undefined, undefined)).token);
+  clock.advance(1300); // every token expired: only this process's records resume them
+  for (const c of conns.slice(0, 1200)) c.closeAll();
+  clock.advance(100);
+  for (const c of conns.slice(1200)) c.closeAll();
+  clock.advance(150); // the first 1200 ended 250 ms ago, the rest 150 ms ago
+  const resumes = (from: number, to: number): number => tokens.slice(from, to).filter((token) => {
+    const c = connection();
+    const got = c.acquire(fn(), undefined, token);
+    c.closeAll();
+    return !isGrpcError(got);
+  }).length;
+  t.equal(resumes(0, 1200), 0, 'those that ended over a linger ago are gone');
+  t.equal(resumes(1200, 1500), 300, 'those that ended less than a linger ago resume');
+  clock.advance(250);
+  t.equal(resumes(1200, 1500), 0, 'a linger after their last close, they are gone too');
+});
+
 t.test('resume on another replica: same keys reach the same endpoint; other keys, expiry or a gone endpoint do not', async (t) => {
   const clock = new ManualClock();
   const one = fixture(200, 0, [1, 2], undefined, clock);
