@@ -145,6 +145,14 @@ export abstract class Http2Connection implements FrameSink {
       this.failure ??= err.code ?? err.message; // 'close' follows
     });
     socket.once('close', () => this.#guard('socket close', () => this.#onSocketClose()));
+    // The peer's FIN: it sends nothing more. Node would answer with shutdown() and close only
+    // once that completed; with nothing left to write, close() sends the same FIN at once (all
+    // was read, so no reset). Under connection churn, ~5% of a new connection's CPU. TLS
+    // sockets keep Node's way (their close_notify).
+    if (!(socket as { encrypted?: boolean }).encrypted) {
+      socket.allowHalfOpen = true;
+      socket.on('end', () => this.#onPeerEnd());
+    }
     // A listener that looked at the first bytes paused the socket; 'data' alone would not resume it.
     socket.resume();
   }
@@ -804,6 +812,11 @@ export abstract class Http2Connection implements FrameSink {
       this.socket.destroy();
     }
     this.writer.close();
+  }
+
+  #onPeerEnd(): void {
+    if (this.writer.pendingBytes === 0) this.socket.destroy();
+    else this.socket.end(); // what is queued goes first, as Node would do it
   }
 
   #onSocketClose(): void {

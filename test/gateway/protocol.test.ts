@@ -282,10 +282,13 @@ t.test('HTTP/1.1 on the h2c port: a readable HTTP/1.1 error response, then close
 t.test('a preface that arrives a few octets at a time is taken, and the call on it served', async (t) => {
   const raw = await connectRaw(gw.h2c, { preface: false, keepFrames: true });
   t.teardown(() => raw.destroy());
-  const opening = Buffer.concat([PREFACE, settingsFrame()]);
-  for (let at = 0; at < opening.length; at += 5) {
-    t.equal(raw.count(FrameType.SETTINGS), 0, `nothing answered before the preface is whole (${at} octets sent)`);
-    await raw.write(opening.subarray(at, at + 5));
+  // The preface five octets at a time, its last piece with our SETTINGS (the connection must
+  // start with it, before this client acknowledges the gateway's).
+  const pieces = [0, 5, 10, 15, 20].map((at) => PREFACE.subarray(at, at + 5));
+  pieces[pieces.length - 1] = Buffer.concat([PREFACE.subarray(20), settingsFrame()]);
+  for (const [i, piece] of pieces.entries()) {
+    t.equal(raw.count(FrameType.SETTINGS), 0, `nothing answered before the preface is whole (${i * 5} octets sent)`);
+    await raw.write(piece);
     await new Promise((resolve) => setImmediate(resolve)); // separate writes, likely separate reads
   }
   await Promise.race([raw.settled, raw.closedPromise]);
@@ -298,6 +301,24 @@ t.test('a preface that arrives a few octets at a time is taken, and the call on 
   await waitFor(() => raw.frames.some((f) => f.type === FrameType.HEADERS && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0) || raw.closed, 5000, 'the call answered');
   t.ok(raw.responded.has(1), 'the call was answered on stream 1');
   t.equal(raw.goaways.length, 0, 'no GOAWAY');
+});
+
+t.test('a client that closes its side after its call: the gateway closes too, with a FIN, not a reset', async (t) => {
+  const raw = await connectRaw(gw.h2c, { keepFrames: true });
+  t.teardown(() => raw.destroy());
+  await raw.write(Buffer.concat([
+    headersFrame(1, grpcRequestHeaders(gw.h2c, ECHO_PATHS.Unary, { authorization: AUTH.authorization, 'function-id': 'fn-echo' })),
+    wireFrame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.concat(UNARY_BODY)),
+  ]));
+  await waitFor(() => raw.frames.some((f) => f.type === FrameType.HEADERS && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0), 5000, 'the call answered');
+  let reset: string | undefined;
+  raw.socket.on('error', (err: NodeJS.ErrnoException) => (reset = err.code));
+  const ended = new Promise<void>((resolve) => raw.socket.once('end', () => resolve()));
+  raw.socket.end();
+  await ended;
+  await raw.waitClosed(5000);
+  t.equal(reset, undefined, 'no ECONNRESET');
+  await goodCallWorks(t, 'after the half-close');
 });
 
 // --- grpc-message ---------------------------------------------------------------------------
