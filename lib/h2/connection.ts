@@ -841,6 +841,8 @@ export abstract class Http2Connection implements FrameSink {
     this.#decoder.release();
     this.#encoder.release();
     this.socket.removeAllListeners();
+    // A closed socket emits no more errors, but an 'error' with no listener would throw.
+    this.socket.on('error', ignoreError);
   }
 
   /** Runs `fn`; an exception closes this connection (GOAWAY INTERNAL_ERROR), never the process. */
@@ -887,3 +889,5 @@ function onSettingsTimeout(connection: Http2Connection): void {
 function destroySocket(socket: Socket): void {
   socket.destroy();
 }
+
+function ignoreError(): void {}
