@@ -133,10 +133,11 @@ export abstract class Http2Connection implements FrameSink {
     this.writer = new FrameWriter(socket);
     this.#resets = new Budget(limits.resetBurst, limits.resetsPerSecond);
     this.#control = new Budget(limits.controlBurst, limits.controlPerSecond);
-    // A socket reading into reused buffers does not emit them as 'data' (bytes it read before
-    // it was turned to them do).
-    socket.on('data', (chunk: Buffer) => this.received(chunk));
-    if (reads !== undefined) {
+    // A socket reading into reused buffers hands every read to its sink and emits no 'data'
+    // (the h2c listener turns it before its first read, net.connect at connect).
+    if (reads === undefined) {
+      socket.on('data', (chunk: Buffer) => this.received(chunk));
+    } else {
       reads.sink = this;
       this.#reads = reads;
     }
