@@ -37,7 +37,7 @@ const HEADER_BYTES = 1 + KEY_ID_BYTES;
 const SID_BYTES = 8;
 const TIME_BYTES = 6;
 const FIXED_CLAIM_BYTES = SID_BYTES + 2 * TIME_BYTES;
-/** The shortest plaintext: fixed claims and three empty strings. */
+/** The shortest plaintext: fixed claims and the three strings' length prefixes. */
 const MIN_PLAIN_BYTES = FIXED_CLAIM_BYTES + 6;
 const AES_BLOCK = 16;
 /**
@@ -152,7 +152,7 @@ export class SessionKeyRing {
 
   seal(claims: SessionClaims): string {
     const { functionId, versionId, endpointKey } = claims;
-    const plainLength = FIXED_CLAIM_BYTES + 6 + Buffer.byteLength(functionId) + Buffer.byteLength(versionId) + Buffer.byteLength(endpointKey);
+    const plainLength = MIN_PLAIN_BYTES + Buffer.byteLength(functionId) + Buffer.byteLength(versionId) + Buffer.byteLength(endpointKey);
     const plain = Buffer.allocUnsafe(plainLength);
     plain.write(claims.sid, 0, SID_BYTES, 'hex');
     plain.writeUIntBE(claims.issuedAt, SID_BYTES, TIME_BYTES);
