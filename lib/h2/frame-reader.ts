@@ -1,9 +1,15 @@
 // Cuts a connection's byte stream into HTTP/2 frames (RFC 9113 4.1), straight from the socket's
-// chunks. A frame wholly inside a chunk is handed on as a view of that chunk (no copy); a frame
-// split over reads is gathered once into a buffer of its own size, allocated when its header is
-// complete and its length known to be within the limit, so a peer announcing a huge frame costs
-// nothing. Frame semantics are the connection's business, not this file's.
+// chunks. A frame wholly inside a chunk is handed on as a view of that chunk (no copy). A frame
+// split over reads into a pooled read buffer is held there: a streaming socket reads on right
+// after its last read (read-buffers.ts), so the frame's rest usually lands next to its start
+// and the whole is handed on as one view of the buffer. Any other split frame (the next read
+// went elsewhere, or the reads are not pooled) is gathered once into a buffer of its own size,
+// allocated when its header is complete and its length known to be within the limit, so a
+// peer announcing a huge frame costs nothing. While streaming, nearly every read ends inside
+// a frame: gathering them all copied and allocated ~a quarter of what was relayed.
+// Frame semantics are the connection's business, not this file's.
 import { DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LENGTH } from './constants.ts';
+import { isPooled, keep, release } from './read-buffers.ts';
 
 export interface FrameSink {
   /** One whole frame. `payload` is only valid during the call unless the sink keeps it on purpose. */
@@ -22,6 +28,9 @@ export class FrameReader {
   /** A frame whose payload is split over reads: the payload gathered so far. */
   #partial: Buffer | undefined;
   #partialFilled = 0;
+  /** A split payload still in its pooled read buffer: its start (held), and its whole length. */
+  #held: Buffer | undefined;
+  #heldLength = 0;
   #type = 0;
   #flags = 0;
   #streamId = 0;
@@ -35,6 +44,7 @@ export class FrameReader {
   stop(): void {
     this.#stopped = true;
     this.#partial = undefined;
+    this.#dropHeld();
   }
 
   get stopped(): boolean {
@@ -44,7 +54,8 @@ export class FrameReader {
   push(chunk: Buffer): void {
     let at = 0;
     const end = chunk.length;
-    if (this.#partial !== undefined) at = this.#continuePartial(chunk);
+    if (this.#held !== undefined) at = this.#continueHeld(chunk);
+    else if (this.#partial !== undefined) at = this.#continuePartial(chunk);
     else if (this.#headLength > 0) at = this.#continueHead(chunk);
     const sink = this.#sink;
     while (at < end && !this.#stopped) {
@@ -104,8 +115,44 @@ export class FrameReader {
     this.#type = type;
     this.#flags = flags;
     this.#streamId = streamId;
+    const begun = chunk.subarray(start, end);
+    if (isPooled(begun)) {
+      this.#held = keep(begun);
+      this.#heldLength = length;
+      return;
+    }
     this.#partial = Buffer.allocUnsafe(length);
-    this.#partialFilled = chunk.copy(this.#partial, 0, start, end);
+    this.#partialFilled = begun.copy(this.#partial);
+  }
+
+  /**
+   * Goes on with a split payload held in its read buffer: `chunk` extends it when it was read
+   * right after it; otherwise what was held is copied out and gathered as any split payload.
+   */
+  #continueHeld(chunk: Buffer): number {
+    const held = this.#held as Buffer;
+    if (chunk.buffer !== held.buffer || chunk.byteOffset !== held.byteOffset + held.length) {
+      this.#partial = Buffer.allocUnsafe(this.#heldLength);
+      this.#partialFilled = held.copy(this.#partial);
+      this.#dropHeld();
+      return this.#continuePartial(chunk);
+    }
+    const take = Math.min(this.#heldLength - held.length, chunk.length);
+    const grown = Buffer.from(held.buffer, held.byteOffset, held.length + take);
+    if (grown.length < this.#heldLength) {
+      this.#held = grown; // the same hold: one buffer, one holder
+      return take;
+    }
+    this.#held = undefined;
+    this.#sink.onFrame(this.#type, this.#flags, this.#streamId, grown);
+    release(held);
+    return take;
+  }
+
+  #dropHeld(): void {
+    if (this.#held === undefined) return;
+    release(this.#held);
+    this.#held = undefined;
   }
 
   /** Adds the first octets of `chunk` to a split payload; returns where parsing goes on. */

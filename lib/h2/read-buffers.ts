@@ -7,10 +7,10 @@
 // - SHARED, one buffer for every quiet socket of the process: a read into it is handled before
 //   any other socket reads (libuv runs each read's callback, and the ticks after it, before the
 //   next read), so whatever must outlive the read is copied out (keep());
-// - a pooled buffer of a socket that is streaming (its last read filled its target): forwarded
-//   DATA leaves as views of it, uncopied, and it goes back to the pool when every holder has
-//   released it (the socket once it reads into another buffer, a writer once the kernel took
-//   the write, a queue once the view left it). A holder that never releases (a stream reset
+// - a pooled buffer of a socket that is streaming (its last read took at least as much as the
+//   shared target holds): forwarded DATA leaves as views of it, uncopied, and it goes back to
+//   the pool when every holder has released it (the socket once it reads into another buffer,
+//   a writer once the kernel took the write, a queue once the view left it). A holder that never releases (a stream reset
 //   with DATA queued) costs only that buffer's reuse: the garbage collector frees it as before.
 // A quiet socket holds no buffer of its own, so idle connections cost nothing here.
 import net from 'node:net';
@@ -22,6 +22,8 @@ import net from 'node:net';
 export const READ_BUFFER_SIZE = 256 * 1024;
 /** Size of the target every quiet socket shares: a burst of small calls fits in one read. */
 export const SHARED_READ_SIZE = 16 * 1024;
+/** The least room a pooled buffer is read into after an earlier read: net's own read size. */
+const MIN_READ_ROOM = 64 * 1024;
 /** Released buffers kept for the next streaming socket (2 MiB); more are left to the garbage collector. */
 const MAX_FREE = 8;
 
@@ -96,15 +98,17 @@ const NO_SINK: ReadSink = { received() {} };
  */
 export class SocketReads {
   sink: ReadSink = NO_SINK;
+  /** This socket's pooled buffer while it streams. */
+  #pooled: Buffer | undefined;
+  /** What net reads into next: SHARED, or the pooled buffer from where the last read ended. */
   #target: Buffer | undefined;
-  #filled = false;
+  #lastRead = 0;
   /** net's `onread.buffer`: the next read's target, asked for at connect and after every read. */
   readonly next = (): Buffer => this.#next();
   /** net's `onread.callback`: `n` octets were read into the target. */
   readonly read = (n: number): boolean => {
-    const target = this.#target as Buffer; // net read into what next() gave it
-    this.#filled = n === target.length;
-    this.sink.received(target.subarray(0, n));
+    this.#lastRead = n;
+    this.sink.received((this.#target as Buffer).subarray(0, n)); // net read into what next() gave it
     return true;
   };
 
@@ -115,28 +119,40 @@ export class SocketReads {
 
   /** Whether the next read goes into a pooled buffer of this socket's own (it is streaming). */
   get streaming(): boolean {
-    return this.#target !== undefined && this.#target !== SHARED;
+    return this.#pooled !== undefined;
   }
 
-  /** The socket is gone: its target goes back to the pool (unless a writer still holds it). */
+  /** The socket is gone: its buffer goes back to the pool (unless a writer still holds it). */
   close(): void {
     this.sink = NO_SINK; // the socket's read callbacks no longer reach the connection
-    const target = this.#target;
-    this.#target = undefined;
-    if (target !== undefined && target !== SHARED) releaseBuffer(target.buffer);
+    const pooled = this.#pooled;
+    this.#pooled = this.#target = undefined;
+    if (pooled !== undefined) releaseBuffer(pooled.buffer);
   }
 
   /** The next read's target: net asks once at connect and after every read. */
   #next(): Buffer {
-    const last = this.#target;
-    if (last !== undefined && last !== SHARED) {
-      // A streaming socket keeps its own buffer when nobody else holds it.
-      if (this.#filled && holders.get(last.buffer) === 1) return last;
-      releaseBuffer(last.buffer);
+    // A streaming socket's reads rarely fill its target (the kernel hands over what has
+    // arrived), so it streams until a read would have fit the shared buffer; leaving on a read
+    // that did not fill sent every other read of a stream through SHARED and its copies.
+    const streaming = this.#lastRead >= SHARED_READ_SIZE;
+    const pooled = this.#pooled;
+    if (pooled !== undefined) {
+      if (streaming) {
+        // Nobody else holds what was read: all of it again. Otherwise the next read goes after
+        // the last, while there is room for a read of net's own size: a buffer in flight then
+        // carries several reads, not one, and fewer are needed (or made) while a stream backs up.
+        if (holders.get(pooled.buffer) === 1) return (this.#target = pooled);
+        const used = (this.#target as Buffer).byteOffset - pooled.byteOffset + this.#lastRead;
+        if (pooled.length - used >= MIN_READ_ROOM) return (this.#target = pooled.subarray(used));
+      }
+      releaseBuffer(pooled.buffer);
+      this.#pooled = undefined;
     }
-    const next = this.#filled ? take() : SHARED;
-    this.#target = next;
-    return next;
+    if (!streaming) return (this.#target = SHARED);
+    const fresh = take();
+    this.#pooled = fresh;
+    return (this.#target = fresh);
   }
 }
 

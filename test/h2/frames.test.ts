@@ -1,6 +1,7 @@
 // lib/h2's frame reader and writer: frames cut at every possible place between reads come out
-// whole and in order, a frame inside one read is a view of it (no copy) and one split over reads
-// is gathered once; a frame over the size limit is refused from its header alone; and what the
+// whole and in order, a frame inside one read is a view of it (no copy), one split over reads
+// into a pooled buffer whose rest was read right after it is a view too, any other split one is
+// gathered once; a frame over the size limit is refused from its header alone; and what the
 // writer gathers in one turn reaches a real socket as the same bytes, in one write.
 import t from 'tap';
 import fc from 'fast-check';
@@ -8,6 +9,7 @@ import net from 'node:net';
 import { FRAME_HEADER_LENGTH } from '../../lib/h2/constants.ts';
 import { FrameReader, type FrameSink } from '../../lib/h2/frame-reader.ts';
 import { FrameWriter } from '../../lib/h2/frame-writer.ts';
+import { isPooled, keep, readBufferStats, release, SHARED_READ_SIZE, SocketReads } from '../../lib/h2/read-buffers.ts';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 2000);
 
@@ -101,6 +103,103 @@ t.test('a frame inside one read is a view of it; a split one is gathered once, a
   t.equal(frames[1]?.payload.length, 1000);
   read.fill(0);
   t.ok(frames[1]?.payload.equals(Buffer.alloc(1000, 1)), 'gathered into a buffer of its own (the reads can be reused)');
+});
+
+/** Reads `bytes` through `reads` as net would: each read into the target next() gives, `sizes` long in turn. */
+function readThrough(reads: SocketReads, bytes: Buffer, sizes: readonly number[]): void {
+  let at = 0;
+  for (let i = 0; at < bytes.length; i++) {
+    const target = reads.next();
+    const n = Math.min(target.length, Math.max(1, sizes[i % sizes.length] as number), bytes.length - at);
+    bytes.copy(target, 0, at, at + n);
+    at += n;
+    reads.read(n);
+  }
+}
+
+t.test('frames read through pooled buffers, cut anywhere, come out whole and stay intact while kept', async (t) => {
+  const runs = Math.max(50, RUNS / 10);
+  let views = 0;
+  let frames = 0;
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ length: fc.integer({ min: 0, max: 16384 }), seed: fc.nat(255) }), { minLength: 1, maxLength: 40 }),
+      fc.array(fc.integer({ min: 1, max: 80_000 }), { minLength: 1, maxLength: 16 }),
+      (specs, sizes) => {
+        const sent = specs.map(({ length, seed }, i) => ({ type: 0, flags: 0, streamId: 2 * i + 1, payload: Buffer.alloc(length, seed) }));
+        const kept: Buffer[] = [];
+        const reader = new FrameReader({
+          onFrame: (_type, _flags, _streamId, payload) => {
+            if (isPooled(payload)) views++;
+            kept.push(keep(payload)); // held as a writer or a queue would hold it
+          },
+          onFrameTooLarge: () => {
+            throw new Error('no frame here is too large');
+          },
+        });
+        const reads = new SocketReads();
+        reads.sink = { received: (chunk) => reader.push(chunk) };
+        readThrough(reads, Buffer.concat(sent.map(encode)), sizes);
+        reads.close();
+        frames += kept.length;
+        // Compared only now: a later read into a buffer something still held would show here.
+        const bad = kept.findIndex((k, i) => !k.equals((sent[i] as { payload: Buffer }).payload));
+        for (const k of kept) release(k);
+        if (kept.length !== sent.length || bad >= 0) throw new Error(`frame ${bad} of ${kept.length}/${sent.length} differs`);
+      },
+    ),
+    { numRuns: runs },
+  );
+  t.ok(views > frames / 4, `${runs} runs: ${views} of ${frames} frames came out as views of pooled buffers`);
+});
+
+t.test('a frame split over two reads into the same pooled buffer is one view of it; the hold ends with it', async (t) => {
+  const first = encode({ type: 0, flags: 0, streamId: 1, payload: Buffer.alloc(16384, 1) });
+  const split = encode({ type: 0, flags: 1, streamId: 1, payload: Buffer.alloc(16384, 2) });
+  const { sink, frames } = collector();
+  const reader = new FrameReader(sink);
+  const reads = new SocketReads();
+  reads.sink = { received: (chunk) => reader.push(chunk) };
+  t.teardown(() => reads.close());
+  // A first read that fills the shared target makes the socket stream (its next read is pooled).
+  const filler = encode({ type: 0, flags: 0, streamId: 1, payload: Buffer.alloc(SHARED_READ_SIZE - FRAME_HEADER_LENGTH, 9) });
+  readThrough(reads, filler, [filler.length]);
+  t.equal(frames.length, 1);
+  // One read of a whole frame and the start of the next, then the rest of it.
+  const bytes = Buffer.concat([first, split]);
+  const cut = first.length + 5000;
+  const before = readBufferStats();
+  readThrough(reads, bytes, [cut, bytes.length - cut]);
+  t.equal(frames.length, 3);
+  const whole = frames[1]?.payload as Buffer;
+  const joined = frames[2]?.payload as Buffer;
+  t.ok(isPooled(whole), 'the frame inside the read is a view of the pooled buffer');
+  t.equal(joined.buffer, whole.buffer, 'the split frame is a view of the same buffer: read on right after the first read');
+  t.equal(joined.byteOffset, whole.byteOffset + whole.length + FRAME_HEADER_LENGTH);
+  t.ok(joined.equals(Buffer.alloc(16384, 2)), 'its octets');
+  const after = readBufferStats();
+  t.equal(after.allocated + after.reused - (before.allocated + before.reused), 1, 'one pooled buffer taken for both reads');
+  reads.close();
+  t.notOk(isPooled(joined), 'with the socket gone and the frame handed on, nobody holds the buffer: back in the pool');
+});
+
+t.test('a split frame whose rest went to another buffer is gathered into its own; the first buffer is let go', async (t) => {
+  const split = encode({ type: 0, flags: 0, streamId: 1, payload: Buffer.alloc(16384, 3) });
+  const { sink, frames } = collector();
+  const reader = new FrameReader(sink);
+  const reads = new SocketReads();
+  reads.sink = { received: (chunk) => reader.push(chunk) };
+  t.teardown(() => reads.close());
+  const filler = encode({ type: 0, flags: 0, streamId: 1, payload: Buffer.alloc(SHARED_READ_SIZE - FRAME_HEADER_LENGTH, 9) });
+  readThrough(reads, filler, [filler.length]);
+  // A short read (under the shared size) sends the next read to the shared buffer: not next to it.
+  readThrough(reads, split, [1000, split.length - 1000]);
+  t.equal(frames.length, 2);
+  const gathered = frames[1]?.payload as Buffer;
+  t.notOk(isPooled(gathered), 'gathered into a buffer of its own');
+  t.ok(gathered.equals(Buffer.alloc(16384, 3)), 'its octets');
+  t.notOk(reads.streaming, 'the socket went quiet and its pooled buffer back to the pool');
+  reader.stop();
 });
 
 t.test('a frame over the limit is refused from its header; nothing after it is parsed', async (t) => {
