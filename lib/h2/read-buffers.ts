@@ -12,7 +12,11 @@
 //   the pool when every holder has released it (the socket once it reads into another buffer,
 //   a writer once the kernel took the write, a queue once the view left it). A holder that never releases (a stream reset
 //   with DATA queued) costs only that buffer's reuse: the garbage collector frees it as before.
-// A quiet socket holds no buffer of its own, so idle connections cost nothing here.
+// A quiet socket holds no buffer of its own, so idle connections cost nothing here. A socket
+// whose last read was large keeps its target until it reads again, however long it then stays
+// idle (net commits the next read's target after each read), so at most MAX_STREAMING_SOCKETS
+// hold one at a time: a client cannot pin 256 KiB per connection by sending 16 KiB and going
+// quiet, and sockets past the limit stream through the shared buffer (copying what they keep).
 import net from 'node:net';
 
 /**
@@ -26,12 +30,14 @@ export const SHARED_READ_SIZE = 16 * 1024;
 const MIN_READ_ROOM = 64 * 1024;
 /** Released buffers kept for the next streaming socket (2 MiB); more are left to the garbage collector. */
 const MAX_FREE = 8;
+/** Sockets reading into a pooled buffer of their own at once: 16 MiB of read targets at most. */
+export const MAX_STREAMING_SOCKETS = 64;
 
 const SHARED = Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
 const free: Buffer[] = [];
 /** Holders of each pooled buffer now out of the free list. */
 const holders = new WeakMap<ArrayBufferLike, number>();
-const stats = { allocated: 0, reused: 0, returned: 0 };
+const stats = { allocated: 0, reused: 0, returned: 0, streamingSockets: 0, overLimit: 0 };
 
 function take(): Buffer {
   let buffer = free.pop();
@@ -75,8 +81,18 @@ export function release(kept: Buffer): void {
   releaseBuffer(kept.buffer);
 }
 
-/** Pooled buffers made, taken again from the free list, and released by their last holder. */
-export function readBufferStats(): { readonly allocated: number; readonly reused: number; readonly returned: number; readonly free: number } {
+/**
+ * Pooled buffers made, taken again from the free list, and released by their last holder; the
+ * sockets now reading into one of their own, and the reads that would have but for the limit.
+ */
+export function readBufferStats(): {
+  readonly allocated: number;
+  readonly reused: number;
+  readonly returned: number;
+  readonly streamingSockets: number;
+  readonly overLimit: number;
+  readonly free: number;
+} {
   return { ...stats, free: free.length };
 }
 
@@ -125,9 +141,8 @@ export class SocketReads {
   /** The socket is gone: its buffer goes back to the pool (unless a writer still holds it). */
   close(): void {
     this.sink = NO_SINK; // the socket's read callbacks no longer reach the connection
-    const pooled = this.#pooled;
-    this.#pooled = this.#target = undefined;
-    if (pooled !== undefined) releaseBuffer(pooled.buffer);
+    this.#target = undefined;
+    this.#letGo();
   }
 
   /** The next read's target: net asks once at connect and after every read. */
@@ -146,13 +161,26 @@ export class SocketReads {
         const used = (this.#target as Buffer).byteOffset - pooled.byteOffset + this.#lastRead;
         if (pooled.length - used >= MIN_READ_ROOM) return (this.#target = pooled.subarray(used));
       }
-      releaseBuffer(pooled.buffer);
-      this.#pooled = undefined;
+      this.#letGo();
     }
     if (!streaming) return (this.#target = SHARED);
+    if (stats.streamingSockets >= MAX_STREAMING_SOCKETS) {
+      stats.overLimit++;
+      return (this.#target = SHARED);
+    }
     const fresh = take();
     this.#pooled = fresh;
+    stats.streamingSockets++;
     return (this.#target = fresh);
+  }
+
+  /** This socket reads into its pooled buffer no more: the buffer goes back once unheld. */
+  #letGo(): void {
+    const pooled = this.#pooled;
+    if (pooled === undefined) return;
+    this.#pooled = undefined;
+    stats.streamingSockets--;
+    releaseBuffer(pooled.buffer);
   }
 }
 

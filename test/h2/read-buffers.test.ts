@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import net from 'node:net';
-import { isPooled, keep, READ_BUFFER_SIZE, readBufferStats, readIntoReused, release, SHARED_READ_SIZE, SocketReads } from '../../lib/h2/read-buffers.ts';
+import { isPooled, keep, MAX_STREAMING_SOCKETS, READ_BUFFER_SIZE, readBufferStats, readIntoReused, release, SHARED_READ_SIZE, SocketReads } from '../../lib/h2/read-buffers.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 /** Bytes that differ at every offset of a long run (a counter, not a repeating short pattern). */
@@ -157,4 +157,33 @@ t.test('an accepted socket turned as it is accepted reads everything through reu
   t.ok(Buffer.concat(viaReads).equals(all), 'intact and in order');
   t.ok(pooledReads > 0, `streaming, it read into pooled buffers (${pooledReads} reads)`);
   for (const c of viaReads) release(c);
+});
+
+t.test('at most MAX_STREAMING_SOCKETS sockets hold a pooled buffer: one 16 KiB read then quiet pins no more', async (t) => {
+  // As a client that sends 16 KiB and goes quiet: each such socket would keep a 256 KiB target.
+  const bigRead = (reads: SocketReads): Buffer => {
+    const target = reads.next();
+    target.fill(1, 0, SHARED_READ_SIZE);
+    reads.read(SHARED_READ_SIZE);
+    return reads.next();
+  };
+  const base = readBufferStats();
+  const sockets = Array.from({ length: MAX_STREAMING_SOCKETS - base.streamingSockets + 5 }, () => new SocketReads());
+  t.teardown(() => sockets.forEach((r) => r.close()));
+  for (const r of sockets) r.sink = { received() {} };
+  const targets = sockets.map(bigRead);
+  const pooled = sockets.filter((r) => r.streaming).length;
+  t.equal(readBufferStats().streamingSockets, MAX_STREAMING_SOCKETS, 'the limit is reached');
+  t.equal(pooled, MAX_STREAMING_SOCKETS - base.streamingSockets, 'sockets up to the limit read into pooled buffers of their own');
+  const past = sockets.slice(pooled);
+  t.ok(past.every((r) => !r.streaming), 'the sockets past it do not');
+  t.ok(targets.slice(pooled).every((b) => b.buffer.byteLength === SHARED_READ_SIZE), 'they read into the shared buffer');
+  t.equal(readBufferStats().overLimit - base.overLimit, past.length, 'each counted');
+  // One lets go (its socket closes): the next socket that reads big takes the freed place.
+  (sockets[0] as SocketReads).close();
+  t.equal(readBufferStats().streamingSockets, MAX_STREAMING_SOCKETS - 1);
+  bigRead(past[0] as SocketReads);
+  t.ok(past[0]?.streaming, 'a socket past the limit streams once a place is free');
+  for (const r of sockets) r.close();
+  t.equal(readBufferStats().streamingSockets, base.streamingSockets, 'every place given back');
 });
