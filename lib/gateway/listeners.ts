@@ -39,6 +39,11 @@ export interface ClientHttp2Tuning {
    * after SETTINGS and GOAWAY(ENHANCE_YOUR_CALM) saying why).
    */
   readonly maxConnectionsPerIp: number;
+  /**
+   * false: h2c sockets read as Node reads them ('data' events), as they do on a Node without
+   * net's `onread` fields (read-buffers.ts); that path is tested with it. Default true.
+   */
+  readonly readIntoReusedBuffers?: boolean;
 }
 
 export const defaultClientTuning: ClientHttp2Tuning = {
@@ -55,7 +60,7 @@ export function listenH2c(accept: AcceptH2, tuning: ClientHttp2Tuning, address: 
   const limit = limiterFor(tuning);
   const tcp = net.createServer({ noDelay: true }, (socket) => {
     if (limit && !limit.admit(socket)) refuseH2c(socket, limit.refusal);
-    else sniffPreface(socket, accept);
+    else sniffPreface(socket, accept, tuning.readIntoReusedBuffers !== false);
   });
   return listen(tcp, address);
 }
@@ -129,12 +134,12 @@ const MAX_REQUEST_LINE = 8192;
 /** GOAWAY(last stream 0, PROTOCOL_ERROR): the answer to a bad preface (RFC 9113 3.4). */
 const GOAWAY_PROTOCOL_ERROR = Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
-function sniffPreface(socket: net.Socket, accept: AcceptH2): void {
+function sniffPreface(socket: net.Socket, accept: AcceptH2, reuseBuffers: boolean): void {
   // The socket reads into reused buffers from its first read (read-buffers.ts), so the preface
   // check sees the bytes first and then hands them to the connection within the same read; a
   // Node without that reads as before ('data', then unshift for the connection).
   const reads = new SocketReads();
-  const reused = readIntoReused(socket, reads);
+  const reused = reuseBuffers && readIntoReused(socket, reads);
   let seen: Buffer = EMPTY;
   socket.on('error', () => socket.destroy());
   // Absolute, not an idle timeout: a byte now and then must not keep open a connection that
