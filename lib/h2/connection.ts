@@ -503,6 +503,12 @@ export abstract class Http2Connection implements FrameSink {
   protected abstract onStreamHeaders(stream: H2Stream, fields: string[], endStream: boolean): void;
   /** The peer's GOAWAY: streams we opened above `lastStreamId` were not processed. */
   protected abstract onPeerGoaway(lastStreamId: number): void;
+  /**
+   * Whether a graceful close waits for the peer's FIN (the server side: a client may still be
+   * sending, and a reset would make its kernel drop answers it has not read yet) rather than
+   * closing once the kernel has taken the GOAWAY (the client side: every stream was answered).
+   */
+  protected abstract readonly waitsForPeerFin: boolean;
 
   /** A new stream in the table, counted against the concurrency limit. */
   protected addStream(streamId: number, endStream: boolean): H2Stream {
@@ -792,7 +798,10 @@ export abstract class Http2Connection implements FrameSink {
     if (this.#draining || (this.goawaySent >= 0 && this.goawaySent < 2 ** 31 - 1) || this.goawayReceived >= 0) this.#shutDown(CONNECTION_LOST, 'graceful');
   }
 
-  /** graceful: GOAWAY and FIN, the peer's FIN closes; failed: the same, reading no more; cut: now. */
+  /**
+   * graceful: GOAWAY and FIN, the peer's FIN closes (the client side closes at once when the
+   * kernel took everything); failed: GOAWAY and FIN, reading no more; cut: now.
+   */
   #shutDown(streamCode: number, how: 'graceful' | 'failed' | 'cut'): void {
     this.closed = true;
     this.reader.stop();
@@ -807,8 +816,14 @@ export abstract class Http2Connection implements FrameSink {
       // thousands, promoted and copied by every scavenge.
       if (how === 'failed') this.socket.pause();
       this.writer.flush();
-      this.socket.end();
-      this.#lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket).unref();
+      if (how === 'graceful' && !this.waitsForPeerFin && this.socket.writableLength === 0) {
+        // close() sends the FIN shutdown() would, and nothing is left to read for: no
+        // shutdown, no wakeup for the peer's FIN, no linger timer (~3% of a new connection).
+        this.socket.destroy();
+      } else {
+        this.socket.end();
+        this.#lingerTimer = setTimeout(destroySocket, CLOSE_LINGER_MS, this.socket).unref();
+      }
     } else {
       this.socket.destroy();
     }

@@ -15,6 +15,7 @@ export class ServerConnection extends Http2Connection {
   #preface = 0;
   #prefaceTimer: NodeJS.Timeout | undefined;
   readonly #info: RequestInfo = { contentLength: -1 };
+  protected readonly waitsForPeerFin = true;
 
   /**
    * Takes over `socket` (already connected, TLS or not) and sends our SETTINGS at once; the

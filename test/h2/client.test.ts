@@ -181,3 +181,38 @@ t.test('the connection going away ends open streams with CONNECTION_LOST', async
   for (const s of srv.sessions) s.destroy();
   t.equal((await c.done).code, CONNECTION_LOST);
 });
+
+t.test('a graceful close sends GOAWAY(NO_ERROR) and closes at once with a FIN, without waiting for the peer', async (t) => {
+  // A bare TCP peer that answers the preface with SETTINGS and never closes its side.
+  let peer!: net.Socket;
+  const received: Buffer[] = [];
+  let peerError: Error | undefined;
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    peer = s;
+    s.on('data', (c: Buffer) => received.push(c));
+    s.on('error', (err) => (peerError = err));
+    s.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // SETTINGS, empty
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    peer?.destroy();
+    server.close();
+  });
+  const { conn, socket } = connect((server.address() as net.AddressInfo).port);
+  t.teardown(() => socket.destroy());
+  await waitFor(() => Buffer.concat(received).length >= 24 + 9, 5000, 'the preface and SETTINGS at the peer');
+  let closedBeforePeerSawEnd: boolean | undefined;
+  const peerSawEnd = new Promise<void>((resolve) =>
+    peer.once('end', () => {
+      closedBeforePeerSawEnd = socket.destroyed;
+      resolve();
+    }),
+  );
+  conn.close();
+  await peerSawEnd;
+  t.equal(closedBeforePeerSawEnd, true, 'the socket was closed when the FIN arrived: no half-close waiting for the peer');
+  const bytes = Buffer.concat(received);
+  const last = bytes.subarray(bytes.length - 17);
+  t.same([last[3], last.readUInt32BE(9), last.readUInt32BE(13)], [7, 0, ErrorCode.NO_ERROR], 'the last frame is GOAWAY(last stream 0, NO_ERROR)');
+  t.equal(peerError, undefined, 'a clean end, not a reset');
+});
