@@ -8,6 +8,7 @@ import type { Config } from '../config/types.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { boundAddress, createTlsServer, defaultClientTuning, listen, listenH2c, type AcceptH2 } from '../gateway/listeners.ts';
 import { newCounters } from '../h2/limits.ts';
+import { readBufferStats } from '../h2/read-buffers.ts';
 import { Registry } from '../registry/registry.ts';
 import { allocatorInUse } from '../runtime/allocator.ts';
 import { setUpProcess } from '../runtime/process-setup.ts';
@@ -142,7 +143,7 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
     accessLog: config.accessLog,
     accessLogSample: config.accessLogSample,
     sessions: { byEndpoint: () => sessions.load.snapshot(), processes: () => sessions.rank.count, byVersion: () => sessions.versions.entries() },
-    h2: h2Counters,
+    h2: { ...h2Counters, readBuffers: readBufferStats },
   });
   started.telemetry = telemetry;
   reportInternalError = (where, err) => telemetry.internalError(where, err);

@@ -65,6 +65,8 @@ export const METRIC = {
   internalErrors: 'fngate.internal_errors', // fngate_internal_errors_total
   http2Protections: 'fngate.http2.protections', // fngate_http2_protections_total
   http2Errors: 'fngate.http2.errors', // fngate_http2_errors_total
+  readBuffers: 'fngate.http2.read_buffers', // fngate_http2_read_buffers
+  readBufferLimit: 'fngate.http2.read_buffer_limit', // fngate_http2_read_buffer_limit_total
   sessions: 'fngate.sessions', // fngate_sessions
   waitingSessions: 'fngate.sessions.waiting', // fngate_sessions_waiting
   sessionWait: 'fngate.session.wait', // fngate_session_wait_seconds
@@ -88,6 +90,8 @@ export interface MetricsOptions {
 export interface H2CounterSets {
   readonly client: H2Counters;
   readonly upstream: H2Counters;
+  /** lib/h2's read buffers, process-wide (readBufferStats). */
+  readonly readBuffers?: () => { readonly streamingSockets: number; readonly overLimit: number };
 }
 
 /** Counter fields that are protections (the rest are errors by kind). */
@@ -200,6 +204,18 @@ export class GatewayMetrics {
           r.observe(counters.streamErrors, attrs(`${side}/stream`, () => ({ kind: 'stream', side })));
         }
       });
+    const readBuffers = h2.readBuffers;
+    if (readBuffers === undefined) return;
+    meter
+      .createObservableGauge(METRIC.readBuffers, { ...int, unit: '{socket}', description: 'Sockets reading into a 256 KiB buffer of their own (streaming, or their last read was large); at most 64.' })
+      .addCallback((r) => r.observe(readBuffers().streamingSockets));
+    meter
+      .createObservableCounter(METRIC.readBufferLimit, {
+        ...int,
+        unit: '{read}',
+        description: 'Reads that went to the shared 16 KiB buffer (copying what they keep) because 64 sockets already held buffers of their own.',
+      })
+      .addCallback((r) => r.observe(readBuffers().overLimit));
   }
 
   #instruments(sessions: SessionGauges): void {

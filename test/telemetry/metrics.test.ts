@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { deadPort, startEchoBackend } from '../helpers/backend.ts';
 import { echoClient, type MetadataRecord } from '../helpers/echo-client.ts';
 import { randomKey, writeFunctionsDir, writeKeysFile } from '../helpers/files.ts';
-import { metricsText, startGateway } from '../helpers/gateway.ts';
+import { metric, metricsText, startGateway } from '../helpers/gateway.ts';
+import { connectRaw, frame } from '../abuse/h2-wire.ts';
 import { waitForAsync } from '../helpers/wait.ts';
 import { increases, parseExposition, promtoolCheck, seriesKey, byKey, type Sample } from './exposition.ts';
 
@@ -180,6 +181,10 @@ t.test('units and types as Prometheus names them', async (t) => {
     ['fngate_upstream_connect_failures_total', 'counter'],
     ['fngate_draining', 'gauge'],
     ['fngate_registry_staleness_seconds', 'gauge'],
+    ['fngate_http2_protections_total', 'counter'],
+    ['fngate_http2_errors_total', 'counter'],
+    ['fngate_http2_read_buffers', 'gauge'],
+    ['fngate_http2_read_buffer_limit_total', 'counter'],
   ] as const) {
     t.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `${name} is a ${type}`);
   }
@@ -216,3 +221,25 @@ function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<stri
   const kb = Object.keys(b).sort();
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
 }
+
+t.test('fngate_http2_read_buffers counts a connection whose last read was large, until it closes', async (t) => {
+  const before = await metric(gw, 'fngate_http2_read_buffers');
+  const raw = await connectRaw(gw.h2c);
+  t.teardown(() => raw.destroy());
+  // Frames of an unknown type are read and ignored (RFC 9113 5.5). Bursts of 48 KiB of them
+  // until one ends in a read of 16 KiB or more (how the kernel splits them into reads is its
+  // own business): the connection then keeps a read buffer of its own, however quiet it goes.
+  const burst = Buffer.concat(Array.from({ length: 3 }, () => frame(0xfa, 0, 0, Buffer.alloc(16384, 1))));
+  await waitForAsync(
+    async () => {
+      await raw.write(burst);
+      return (await metric(gw, 'fngate_http2_read_buffers')) === before + 1;
+    },
+    10_000,
+    'the quiet connection counted',
+  );
+  t.pass('counted while it holds a read buffer of its own');
+  raw.destroy();
+  await waitForAsync(async () => (await metric(gw, 'fngate_http2_read_buffers')) === before, 5000, 'given back when it closed');
+  t.pass('given back when the connection closed');
+});
