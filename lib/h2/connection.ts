@@ -816,7 +816,7 @@ export abstract class Http2Connection implements FrameSink {
       // thousands, promoted and copied by every scavenge.
       if (how === 'failed') this.socket.pause();
       this.writer.flush();
-      if (how === 'graceful' && !this.waitsForPeerFin && this.socket.writableLength === 0) {
+      if (how === 'graceful' && !this.waitsForPeerFin && this.writer.pendingBytes === 0) {
         // close() sends the FIN shutdown() would, and nothing is left to read for: no
         // shutdown, no wakeup for the peer's FIN, no linger timer (~3% of a new connection).
         this.socket.destroy();

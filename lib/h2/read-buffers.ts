@@ -10,8 +10,9 @@
 // - a pooled buffer of a socket that is streaming (its last read took at least as much as the
 //   shared target holds): forwarded DATA leaves as views of it, uncopied, and it goes back to
 //   the pool when every holder has released it (the socket once it reads into another buffer,
-//   a writer once the kernel took the write, a queue once the view left it). A holder that never releases (a stream reset
-//   with DATA queued) costs only that buffer's reuse: the garbage collector frees it as before.
+//   a writer once the kernel took the write, a queue once the view left it). A holder that
+//   never releases (a stream reset with DATA queued) costs only that buffer's reuse: the
+//   garbage collector frees it as before.
 // A quiet socket holds no buffer of its own, so idle connections cost nothing here. A socket
 // whose last read was large keeps its target until it reads again, however long it then stays
 // idle (net commits the next read's target after each read), so at most MAX_STREAMING_SOCKETS

@@ -26,6 +26,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { METRIC_RPC_SERVER_CALL_DURATION } from '@opentelemetry/semantic-conventions';
 import type { H2Counters } from '../h2/limits.ts';
+import { MAX_STREAMING_SOCKETS, READ_BUFFER_SIZE, SHARED_READ_SIZE } from '../h2/read-buffers.ts';
 import { ATTR, DURATION_BOUNDARIES, LabelledCounter, RpcStats, type Histogram, type RpcSeries } from './rpc-stats.ts';
 
 // The package's serializer file, not its index: the index's exporter (an HTTP server of its own,
@@ -207,13 +208,13 @@ export class GatewayMetrics {
     const readBuffers = h2.readBuffers;
     if (readBuffers === undefined) return;
     meter
-      .createObservableGauge(METRIC.readBuffers, { ...int, unit: '{socket}', description: 'Sockets reading into a 256 KiB buffer of their own (streaming, or their last read was large); at most 64.' })
+      .createObservableGauge(METRIC.readBuffers, { ...int, unit: '{socket}', description: `Sockets reading into a ${READ_BUFFER_SIZE >> 10} KiB buffer of their own (streaming, or their last read was large); at most ${MAX_STREAMING_SOCKETS}.` })
       .addCallback((r) => r.observe(readBuffers().streamingSockets));
     meter
       .createObservableCounter(METRIC.readBufferLimit, {
         ...int,
         unit: '{read}',
-        description: 'Reads that went to the shared 16 KiB buffer (copying what they keep) because 64 sockets already held buffers of their own.',
+        description: `Reads that went to the shared ${SHARED_READ_SIZE >> 10} KiB buffer (copying what they keep) because ${MAX_STREAMING_SOCKETS} sockets already held buffers of their own.`,
       })
       .addCallback((r) => r.observe(readBuffers().overLimit));
   }
