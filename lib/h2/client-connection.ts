@@ -14,6 +14,7 @@ import type { H2Stream, StreamHandler } from './stream.ts';
 export class ClientConnection extends Http2Connection {
   #nextStreamId = 1;
   protected readonly waitsForPeerFin = false;
+  protected readonly goawayWhenIdle = false;
 
   /**
    * The preface, our SETTINGS and what is requested in this turn go to `socket` in one write

@@ -509,6 +509,14 @@ export abstract class Http2Connection implements FrameSink {
    * closing once the kernel has taken the GOAWAY (the client side: every stream was answered).
    */
   protected abstract readonly waitsForPeerFin: boolean;
+  /**
+   * Whether close() sends a GOAWAY when no stream is open. The server side does: a request may
+   * be on its way, and the GOAWAY's last stream id tells the client it was not processed. The
+   * client side does not, as Go's transport closes an idle connection: it names the last
+   * stream the server opened, and with push off there are none, so it would tell the server
+   * nothing its FIN does not, for a write on each side.
+   */
+  protected abstract readonly goawayWhenIdle: boolean;
 
   /** A new stream in the table, counted against the concurrency limit. */
   protected addStream(streamId: number, endStream: boolean): H2Stream {
@@ -772,7 +780,7 @@ export abstract class Http2Connection implements FrameSink {
   close(): void {
     if (this.closed) return;
     this.#draining = true;
-    this.goaway(this.lastPeerStreamId);
+    if (this.goawayWhenIdle || this.streams.size > 0) this.goaway(this.lastPeerStreamId);
     this.#closeIfDone();
   }
 

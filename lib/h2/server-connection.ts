@@ -16,6 +16,7 @@ export class ServerConnection extends Http2Connection {
   #prefaceTimer: NodeJS.Timeout | undefined;
   readonly #info: RequestInfo = { contentLength: -1 };
   protected readonly waitsForPeerFin = true;
+  protected readonly goawayWhenIdle = true;
 
   /**
    * Takes over `socket` (already connected, TLS or not) and sends our SETTINGS at once; the

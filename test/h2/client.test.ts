@@ -3,12 +3,12 @@
 // reset mapped to the stream's close code, a server GOAWAY (streams below its last stream id
 // finish, those above end REFUSED_STREAM), and flow control end to end: a consumer that stops
 // consuming stops the server at the windows, and resumes it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { ClientConnection } from '../../lib/h2/client-connection.ts';
 import { CONNECTION_LOST, type ConnectionHooks } from '../../lib/h2/connection.ts';
-import { ErrorCode } from '../../lib/h2/constants.ts';
+import { ErrorCode, FrameType } from '../../lib/h2/constants.ts';
 import { DEFAULT_LIMITS, newCounters } from '../../lib/h2/limits.ts';
 import type { H2Stream } from '../../lib/h2/stream.ts';
 import { closeServer } from '../helpers/backend.ts';
@@ -182,37 +182,61 @@ t.test('the connection going away ends open streams with CONNECTION_LOST', async
   t.equal((await c.done).code, CONNECTION_LOST);
 });
 
-t.test('a graceful close sends GOAWAY(NO_ERROR) and closes at once with a FIN, without waiting for the peer', async (t) => {
-  // A bare TCP peer that answers the preface with SETTINGS and never closes its side.
-  let peer!: net.Socket;
-  const received: Buffer[] = [];
-  let peerError: Error | undefined;
+/** A bare TCP peer that answers the preface with an empty SETTINGS and never closes its side. */
+async function barePeer(t: Test) {
+  const peer = { socket: undefined as net.Socket | undefined, received: [] as Buffer[], error: undefined as Error | undefined };
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    peer = s;
-    s.on('data', (c: Buffer) => received.push(c));
-    s.on('error', (err) => (peerError = err));
-    s.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // SETTINGS, empty
+    peer.socket = s;
+    s.on('data', (c: Buffer) => peer.received.push(c));
+    s.on('error', (err) => (peer.error = err));
+    s.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => {
-    peer?.destroy();
+    peer.socket?.destroy();
     server.close();
   });
   const { conn, socket } = connect((server.address() as net.AddressInfo).port);
   t.teardown(() => socket.destroy());
-  await waitFor(() => Buffer.concat(received).length >= 24 + 9, 5000, 'the preface and SETTINGS at the peer');
-  let closedBeforePeerSawEnd: boolean | undefined;
-  const peerSawEnd = new Promise<void>((resolve) =>
-    peer.once('end', () => {
-      closedBeforePeerSawEnd = socket.destroyed;
-      resolve();
-    }),
-  );
+  const bytes = () => Buffer.concat(peer.received);
+  /** Resolves at the peer's 'end', with whether our socket was closed by then (no half-close waiting for the peer). */
+  const end = () => new Promise<boolean>((resolve) => (peer.socket as net.Socket).once('end', () => resolve(socket.destroyed)));
+  return { peer, conn, bytes, end };
+}
+
+/** The type of each frame in `bytes` after the preface. */
+function frameTypes(bytes: Buffer): number[] {
+  const types: number[] = [];
+  for (let at = 24; at + 9 <= bytes.length; at += 9 + bytes.readUIntBE(at, 3)) types.push(bytes[at + 3] as number);
+  return types;
+}
+
+t.test('a graceful close of an idle connection sends its FIN at once: no GOAWAY, no waiting for the peer', async (t) => {
+  const { peer, conn, bytes, end } = await barePeer(t);
+  await waitFor(() => bytes().length >= 24 + 9, 5000, 'the preface and SETTINGS at the peer');
+  const sawEnd = end();
   conn.close();
-  await peerSawEnd;
-  t.equal(closedBeforePeerSawEnd, true, 'the socket was closed when the FIN arrived: no half-close waiting for the peer');
-  const bytes = Buffer.concat(received);
-  const last = bytes.subarray(bytes.length - 17);
-  t.same([last[3], last.readUInt32BE(9), last.readUInt32BE(13)], [7, 0, ErrorCode.NO_ERROR], 'the last frame is GOAWAY(last stream 0, NO_ERROR)');
-  t.equal(peerError, undefined, 'a clean end, not a reset');
+  t.equal(await sawEnd, true, 'the socket was closed when the FIN arrived');
+  const types = frameTypes(bytes());
+  t.equal(types.at(-1), FrameType.SETTINGS, 'the last frame is the ACK of the peer\'s SETTINGS');
+  t.notOk(types.includes(FrameType.GOAWAY), 'no GOAWAY before the FIN');
+  t.equal(peer.error, undefined, 'a clean end, not a reset');
+});
+
+t.test('a graceful close with a stream open sends GOAWAY(NO_ERROR), and the FIN once the stream is answered', async (t) => {
+  const { peer, conn, bytes, end } = await barePeer(t);
+  const c = collector();
+  conn.request(req('/svc/Open'), true, c.handler);
+  await waitFor(() => frameTypes(bytes()).includes(FrameType.HEADERS), 5000, 'the request at the peer');
+  conn.close();
+  await waitFor(() => frameTypes(bytes()).at(-1) === FrameType.GOAWAY, 5000, 'the GOAWAY at the peer');
+  const last = bytes().subarray(bytes().length - 17);
+  t.same([last.readUInt32BE(9), last.readUInt32BE(13)], [0, ErrorCode.NO_ERROR], 'GOAWAY(last stream 0, NO_ERROR)');
+  t.equal(conn.closed, false, 'the connection waits for the open stream');
+  const sawEnd = end();
+  // HEADERS(END_STREAM | END_HEADERS) on stream 1: ":status: 200" from the static table.
+  (peer.socket as net.Socket).write(Buffer.from([0, 0, 1, FrameType.HEADERS, 0x5, 0, 0, 0, 1, 0x88]));
+  t.equal((await c.done).code, null, 'the open stream was answered');
+  t.equal(await sawEnd, true, 'then the FIN, the socket already closed');
+  t.equal(peer.error, undefined, 'a clean end, not a reset');
 });
