@@ -48,11 +48,11 @@ const pairs = (flat: string[] | null): FieldList => {
   return out;
 };
 
-t.test('ours encodes, python-hyper hpack decodes the same lists', async (t) => {
+t.test('ours encodes (Huffman from its threshold, or for every string), python-hyper hpack decodes the same lists', async (t) => {
   let blocks = 0;
   await fc.assert(
-    fc.asyncProperty(sequence, async (steps) => {
-      const encoder = new HpackEncoder();
+    fc.asyncProperty(sequence, fc.boolean(), async (steps, huffmanAll) => {
+      const encoder = huffmanAll ? new HpackEncoder(TABLE, 0) : new HpackEncoder();
       const encoded: Buffer[] = [];
       for (const step of steps) {
         if ('tableSize' in step) encoder.setMaxTableSize(step.tableSize);

@@ -193,3 +193,33 @@ t.test('the encoder: indexes what repeats, never indexes secrets, announces tabl
   t.same([...resized.subarray(0, 3)], [0x20, 0x3f, 0x45], 'the next block starts with size updates to 0 (the smallest) and 100');
   t.same(decoder.decode(resized, BIG), request, 'and decodes');
 });
+
+t.test('the encoder: short strings raw, long ones Huffman-coded; a session id repeats as one octet', async (t) => {
+  const decoder = new HpackDecoder();
+  const short = 'application/grpc+proto';
+  const long = 'abcdefghij'.repeat(60);
+  // Literal without indexing, new name: 0x00, then the name and the value, each with its H bit.
+  const hBits = (encoder: HpackEncoder, value: string): number[] => {
+    const block = encoder.encode(['x-probe', value]);
+    t.same(decoder.decode(block, BIG), ['x-probe', value], 'decodes');
+    const nameFlag = (block[1] as number) & 0x80;
+    const nameLength = (block[1] as number) & 0x7f;
+    return [nameFlag, (block[2 + nameLength] as number) & 0x80];
+  };
+  // Values of 512 octets and more are not indexed, so each probe is a literal of its own.
+  t.same(hBits(new HpackEncoder(), long), [0, 0x80], 'default: the 7-octet name raw, the 600-octet value Huffman-coded');
+  t.same(hBits(new HpackEncoder(4096, 0), long), [0x80, 0x80], 'huffmanFrom 0: both coded');
+  const fresh = new HpackEncoder();
+  const block = fresh.encode(['content-type', short]);
+  t.same([block[1]], [short.length], `a ${short.length}-octet value goes out raw (no H bit, its own length)`);
+  t.equal(block.subarray(2).toString('latin1'), short);
+
+  const encoder = new HpackEncoder();
+  const responses = new HpackDecoder();
+  const response = [':status', '200', 'content-type', 'application/grpc', 'nvcf-reqid', 'AgAAAAAAAAAB8s7dYm1kZ2JpcnN0dXZ3eHl6MDEyMzQ1Njc4OWFi'];
+  const first = encoder.encode(response);
+  const second = encoder.encode(response);
+  t.same(responses.decode(first, BIG), response);
+  t.same(responses.decode(second, BIG), response);
+  t.equal(second.length, 3, 'the second response is three indexed fields: the session id is in the table');
+});

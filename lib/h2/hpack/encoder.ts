@@ -3,6 +3,9 @@
 // path, content-type, te, user-agent, gRPC's own metadata). What it does not: values that
 // change with every request (tracing ids, timeouts, lengths), large values, and sensitive ones,
 // which go out as never-indexed literals (RFC 7541 7.1.3) so that no intermediary stores them.
+// Short strings go out raw: Huffman coding saves a few octets of a field's first appearance on a
+// connection (later ones are indexed) for CPU on both ends, so, as netty does by default and
+// HAProxy and .NET always do, only long strings are coded.
 import { DEFAULT_HEADER_TABLE_SIZE } from './decoder.ts';
 import { ENTRY_OVERHEAD, HeaderTable } from './header-table.ts';
 import { huffmanEncode, huffmanLength } from './huffman.ts';
@@ -13,9 +16,11 @@ const SENSITIVE = new Set(['authorization', 'proxy-authorization']);
 /** Cookies shorter than this are guessable enough to never index (RFC 7541 7.1.3). */
 const SHORT_COOKIE = 20;
 /** Fields whose values are new on every request or response: indexing them only evicts. */
-const VOLATILE = new Set(['content-length', 'date', 'etag', 'grpc-timeout', 'traceparent', 'tracestate', 'nvcf-reqid', 'set-cookie', 'last-modified', 'age']);
+const VOLATILE = new Set(['content-length', 'date', 'etag', 'grpc-timeout', 'traceparent', 'tracestate', 'set-cookie', 'last-modified', 'age']);
 /** A value this large is not indexed: it would push out many small, repeating fields. */
 const MAX_INDEXED_FIELD = 512;
+/** Strings shorter than this go out raw (netty's default threshold). */
+export const HUFFMAN_FROM = 512;
 
 const Representation = {
   incremental: 0x40, // 6.2.1, 6-bit index prefix
@@ -31,10 +36,13 @@ export class HpackEncoder {
   readonly #table: HeaderTable;
   /** Size updates owed at the start of the next block (RFC 7541 4.2): the smallest, then the last. */
   #minPending = -1;
+  readonly #huffmanFrom: number;
   #pos = 0;
 
-  constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE) {
+  /** `huffmanFrom`: the shortest string Huffman-coded (when that is shorter); 0 codes every one. */
+  constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE, huffmanFrom = HUFFMAN_FROM) {
     this.#table = new HeaderTable(maxTableSize);
+    this.#huffmanFrom = huffmanFrom;
   }
 
   /** The connection is gone: its table goes (nothing is encoded after this). */
@@ -99,9 +107,9 @@ export class HpackEncoder {
     out[this.#pos++] = rest;
   }
 
-  /** A string literal, Huffman-coded when that is shorter (RFC 7541 5.2). */
+  /** A string literal (RFC 7541 5.2), Huffman-coded when it is long enough and that is shorter. */
   #string(s: string): void {
-    const huffman = huffmanLength(s);
+    const huffman = s.length < this.#huffmanFrom ? s.length : huffmanLength(s);
     if (huffman < s.length) {
       this.#integer(huffman, 7, 0x80);
       this.#reserve(huffman);
