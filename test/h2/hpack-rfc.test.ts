@@ -194,7 +194,7 @@ t.test('the encoder: indexes what repeats, never indexes secrets, announces tabl
   t.same(decoder.decode(resized, BIG), request, 'and decodes');
 });
 
-t.test('the encoder: short strings raw, long ones Huffman-coded; a session id repeats as one octet', async (t) => {
+t.test('the encoder: short strings raw, long ones Huffman-coded; a session id and its cookie repeat as one octet each', async (t) => {
   const decoder = new HpackDecoder();
   const short = 'application/grpc+proto';
   const long = 'abcdefghij'.repeat(60);
@@ -216,10 +216,11 @@ t.test('the encoder: short strings raw, long ones Huffman-coded; a session id re
 
   const encoder = new HpackEncoder();
   const responses = new HpackDecoder();
-  const response = [':status', '200', 'content-type', 'application/grpc', 'nvcf-reqid', 'AgAAAAAAAAAB8s7dYm1kZ2JpcnN0dXZ3eHl6MDEyMzQ1Njc4OWFi'];
+  const id = 'AgAAAAAAAAAB8s7dYm1kZ2JpcnN0dXZ3eHl6MDEyMzQ1Njc4OWFi';
+  const response = [':status', '200', 'content-type', 'application/grpc', 'nvcf-reqid', id, 'set-cookie', `nvcf-request-id=${id}; Path=/; HttpOnly`];
   const first = encoder.encode(response);
   const second = encoder.encode(response);
   t.same(responses.decode(first, BIG), response);
   t.same(responses.decode(second, BIG), response);
-  t.equal(second.length, 3, 'the second response is three indexed fields: the session id is in the table');
+  t.equal(second.length, 4, 'the second response is four indexed fields: the session id and its cookie are in the table');
 });

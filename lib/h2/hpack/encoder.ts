@@ -15,8 +15,11 @@ import { STATIC_FIELD_INDEX, STATIC_LENGTH, STATIC_NAME_INDEX } from './static-t
 const SENSITIVE = new Set(['authorization', 'proxy-authorization']);
 /** Cookies shorter than this are guessable enough to never index (RFC 7541 7.1.3). */
 const SHORT_COOKIE = 20;
-/** Fields whose values are new on every request or response: indexing them only evicts. */
-const VOLATILE = new Set(['content-length', 'date', 'etag', 'grpc-timeout', 'traceparent', 'tracestate', 'set-cookie', 'last-modified', 'age']);
+/**
+ * Fields whose values are new on every request or response: indexing them only evicts. Not the
+ * session id and its cookie: the gateway adds both to every response of a session, the same.
+ */
+const VOLATILE = new Set(['content-length', 'date', 'etag', 'grpc-timeout', 'traceparent', 'tracestate', 'last-modified', 'age']);
 /** A value this large is not indexed: it would push out many small, repeating fields. */
 const MAX_INDEXED_FIELD = 512;
 /** Strings shorter than this go out raw (netty's default threshold). */
