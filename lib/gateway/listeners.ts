@@ -141,7 +141,8 @@ function sniffPreface(socket: net.Socket, accept: AcceptH2, reuseBuffers: boolea
   const reads = new SocketReads();
   const reused = reuseBuffers && readIntoReused(socket, reads);
   let seen: Buffer = EMPTY;
-  socket.on('error', () => socket.destroy());
+  const onError = (): void => void socket.destroy();
+  socket.on('error', onError);
   // Absolute, not an idle timeout: a byte now and then must not keep open a connection that
   // never becomes HTTP/2, nor one that was answered and does not hang up.
   const deadline = setTimeout(destroySocket, PREFACE_TIMEOUT_MS, socket).unref();
@@ -169,7 +170,9 @@ function sniffPreface(socket: net.Socket, accept: AcceptH2, reuseBuffers: boolea
       }
       clearDeadline();
       socket.removeListener('close', clearDeadline);
-      socket.removeAllListeners('error');
+      // Not removeAllListeners('error'): it deletes the key, and the socket's listener table
+      // turns into a slow dictionary for the rest of the connection.
+      socket.removeListener('error', onError);
       if (reused) {
         reads.sink = DROP; // until the connection takes over
         accept(socket, reads);

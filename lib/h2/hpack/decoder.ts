@@ -19,7 +19,7 @@ export class HpackDecoder {
   readonly #table: HeaderTable;
   /** The SETTINGS_HEADER_TABLE_SIZE we advertised: a size update may not go above it. */
   #limit: number;
-  #block: Buffer = Buffer.alloc(0);
+  #block: Buffer = EMPTY;
   #pos = 0;
 
   constructor(maxTableSize = DEFAULT_HEADER_TABLE_SIZE) {

@@ -3,9 +3,9 @@
 // path, content-type, te, user-agent, gRPC's own metadata). What it does not: values that
 // change with every request (tracing ids, timeouts, lengths), large values, and sensitive ones,
 // which go out as never-indexed literals (RFC 7541 7.1.3) so that no intermediary stores them.
-// Short strings go out raw: Huffman coding saves a few octets of a field's first appearance on a
-// connection (later ones are indexed) for CPU on both ends, so, as netty does by default and
-// HAProxy and .NET always do, only long strings are coded.
+// Strings under 512 octets go out raw (netty's default; HAProxy and .NET never Huffman-code):
+// coding saves a few octets of a field's first appearance on a connection, later ones being
+// indexed, for CPU at both ends.
 import { DEFAULT_HEADER_TABLE_SIZE } from './decoder.ts';
 import { ENTRY_OVERHEAD, HeaderTable } from './header-table.ts';
 import { huffmanEncode, huffmanLength } from './huffman.ts';
