@@ -278,17 +278,15 @@ export class SessionManager {
 
   /** A session's binding ended (its connection closed, or its endpoint went away). */
   end(session: Session): void {
-    const key = groupKey(session.functionId, session.versionId, session.endpoint.key);
-    const group = this.#bound.get(key);
-    if (!group?.delete(session)) return; // already ended
-    if (group.size === 0) this.#bound.delete(key);
+    const { group, groupKey, record } = session as BoundSession; // every Session is made by #bind
+    if (!group.delete(session)) return; // already ended
+    if (group.size === 0 && this.#bound.get(groupKey) === group) this.#bound.delete(groupKey);
     session.upstream.close();
     this.load.release(session.endpoint.key);
     this.versions.add(session.functionId, session.versionId, -1, 0);
     // A capped endpoint has room again: the oldest session waiting for this version may take it.
-    if (this.#queues.has(versionKey(session.functionId, session.versionId))) this.admitWaiting();
-    const record = this.#records.get(session.id);
-    if (!record || --record.live > 0) return;
+    if (this.#queues.size > 0 && this.#queues.has(versionKey(session.functionId, session.versionId))) this.admitWaiting();
+    if (--record.live > 0) return;
     record.endedAt = this.#clock.now();
     this.#ended.push(record);
     this.#endedAt.push(record.endedAt);
@@ -320,7 +318,10 @@ export class SessionManager {
     record.live++;
     this.load.acquire(endpoint.key);
     this.versions.add(record.functionId, record.versionId, 1, 0);
-    const session: Session = {
+    const key = groupKey(record.functionId, record.versionId, endpoint.key);
+    let group = this.#bound.get(key);
+    if (!group) this.#bound.set(key, (group = new SlotMap()));
+    const session: BoundSession = {
       id: record.sid,
       token: '',
       setCookie: [],
@@ -330,6 +331,9 @@ export class SessionManager {
       endpoint,
       upstream: this.#opts.openUpstream(endpoint),
       slot: -1,
+      record,
+      group,
+      groupKey: key,
     };
     if (sealed) {
       session.token = sealed.token;
@@ -338,9 +342,6 @@ export class SessionManager {
     } else {
       this.#seal(session, this.#clock.wall());
     }
-    const key = groupKey(record.functionId, record.versionId, endpoint.key);
-    let group = this.#bound.get(key);
-    if (!group) this.#bound.set(key, (group = new SlotMap()));
     group.set(session, owner);
     return session;
   }
@@ -389,6 +390,14 @@ export class SessionManager {
 /** What a full endpoint holds, for RESOURCE_EXHAUSTED: with a shared cap, this process's share. */
 function allowed(cap: number, rank: ReplicaRank): string {
   return rank.count > 1 ? `this gateway's share of its ${cap} sessions (${rank.count} gateway processes share the cap)` : `${cap} sessions`;
+}
+
+/** A session with what ending it needs, so that end() looks nothing up. */
+interface BoundSession extends Session {
+  readonly record: SessionRecord;
+  /** The live sessions of its endpoint it is among, and that group's key in #bound. */
+  readonly group: SlotMap<Session, SessionOwner>;
+  readonly groupKey: string;
 }
 
 function groupKey(functionId: string, versionId: string, endpointKey: string): string {
