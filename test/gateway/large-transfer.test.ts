@@ -184,7 +184,9 @@ t.test('1 GiB server stream to a fast reader (grpcio)', async (t) => {
   const { calls } = await runPythonClient([...pyArgs(gw), 'server-stream', '--count', '1024', '--reply-size', String(MiB)], { timeoutMs: 150_000 });
   const ms = performance.now() - started;
   const max = rss.stop();
-  t.match(calls[0], { code: 'OK', code_value: 0, backend: 'large-b1', replies: 1024 });
+  // The status and its details in the message, so that a failure says what ended the call.
+  t.match(calls[0], { code: 'OK', code_value: 0, backend: 'large-b1', replies: 1024 }, `the call ended ${calls[0]?.code} (${calls[0]?.details}) after ${calls[0]?.replies} replies`);
+  if (calls[0]?.code !== 'OK') t.comment(`the gateway's log: ${gw.logs().slice(-4000)}`);
   t.equal(calls[0]?.reply_bytes, 1024 * MiB, 'the client received exactly 1 GiB of payload');
   t.comment(`1 GiB server stream, fast reader: ${ms.toFixed(0)} ms, ${rate(1024 * MiB, ms)}`);
   checkMemory(t, gw, max, '1 GiB server stream (fast reader)');
