@@ -106,6 +106,22 @@ export interface ReceivedFrame {
   readonly payload: Buffer;
 }
 
+/**
+ * The whole HTTP/2 frames at the start of `data` (no preface in it), and the octets they take:
+ * a cut-off last frame is left for the next read.
+ */
+export function parseFrames(data: Buffer): { frames: ReceivedFrame[]; used: number } {
+  const frames: ReceivedFrame[] = [];
+  let at = 0;
+  while (at + 9 <= data.length) {
+    const length = data.readUIntBE(at, 3);
+    if (at + 9 + length > data.length) break;
+    frames.push({ type: data[at + 3] as number, flags: data[at + 4] as number, streamId: data.readUInt32BE(at + 5) & 0x7fffffff, payload: data.subarray(at + 9, at + 9 + length) });
+    at += 9 + length;
+  }
+  return { frames, used: at };
+}
+
 export interface RawH2Options {
   /** Bind the client side to this local address (e.g. 127.0.0.2, a "different client"). */
   localAddress?: string;
@@ -184,18 +200,9 @@ export class RawH2 {
   #onData(chunk: Buffer): void {
     this.bytesReceived += chunk.length;
     this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
-    let at = 0;
     const buf = this.#buffer;
-    while (at + 9 <= buf.length) {
-      const length = buf.readUIntBE(at, 3);
-      if (at + 9 + length > buf.length) break;
-      const f: ReceivedFrame = {
-        type: buf[at + 3] as number,
-        flags: buf[at + 4] as number,
-        streamId: buf.readUInt32BE(at + 5) & 0x7fffffff,
-        payload: buf.subarray(at + 9, at + 9 + length),
-      };
-      at += 9 + length;
+    const { frames, used } = parseFrames(buf);
+    for (const f of frames) {
       this.counts.set(f.type, (this.counts.get(f.type) ?? 0) + 1);
       if (this.#keep) this.frames.push(f);
       if (f.type === FrameType.GOAWAY && f.payload.length >= 8) {
@@ -213,7 +220,7 @@ export class RawH2 {
         this.#onSettings();
       }
     }
-    this.#buffer = at === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(at));
+    this.#buffer = used === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(used));
   }
 }
 

@@ -17,7 +17,7 @@ import { decodeGrpcMessage, grpcFrame, parseGrpcFrames, rawGrpcCall, sendHttp1 }
 import type { RawResponse } from '../helpers/http2-raw.ts';
 import { runPythonClient } from '../helpers/python.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { connectRaw, FrameType, Flag, frame as wireFrame, grpcRequestHeaders, headersFrame, settingsFrame } from '../abuse/h2-wire.ts';
+import { connectRaw, FrameType, Flag, frame, grpcRequestHeaders, headersFrame, parseFrames, settingsFrame } from '../abuse/h2-wire.ts';
 
 type TestT = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -73,36 +73,6 @@ function rawTcp(address: string, bytes: Buffer, timeoutMs = 5000): Promise<Buffe
 function splitAddress(address: string): [string, number] {
   const i = address.lastIndexOf(':');
   return [address.slice(0, i).replace(/^\[|\]$/g, ''), Number(address.slice(i + 1))];
-}
-
-interface Frame {
-  type: number;
-  flags: number;
-  streamId: number;
-  payload: Buffer;
-}
-
-/** HTTP/2 frames from a server's byte stream (no preface from a server); a cut-off last frame is dropped. */
-function parseFrames(data: Buffer): Frame[] {
-  const frames: Frame[] = [];
-  let at = 0;
-  while (at + 9 <= data.length) {
-    const length = data.readUIntBE(at, 3);
-    if (at + 9 + length > data.length) break;
-    frames.push({ type: data[at + 3] as number, flags: data[at + 4] as number, streamId: data.readUInt32BE(at + 5) & 0x7fffffff, payload: data.subarray(at + 9, at + 9 + length) });
-    at += 9 + length;
-  }
-  return frames;
-}
-
-/** One HTTP/2 frame: 9-byte header and payload. */
-function frame(type: number, flags: number, streamId: number, payload: Buffer, length = payload.length): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(streamId, 5);
-  return Buffer.concat([head, payload]);
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -296,7 +266,7 @@ t.test('a preface that arrives a few octets at a time is taken, and the call on 
   const body = Buffer.concat(UNARY_BODY);
   await raw.write(Buffer.concat([
     headersFrame(1, grpcRequestHeaders(gw.h2c, ECHO_PATHS.Unary, { authorization: AUTH.authorization, 'function-id': 'fn-echo' })),
-    wireFrame(FrameType.DATA, Flag.END_STREAM, 1, body),
+    frame(FrameType.DATA, Flag.END_STREAM, 1, body),
   ]));
   await waitFor(() => raw.frames.some((f) => f.type === FrameType.HEADERS && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0) || raw.closed, 5000, 'the call answered');
   t.ok(raw.responded.has(1), 'the call was answered on stream 1');
@@ -308,7 +278,7 @@ t.test('a client that closes its side after its call: the gateway closes too, wi
   t.teardown(() => raw.destroy());
   await raw.write(Buffer.concat([
     headersFrame(1, grpcRequestHeaders(gw.h2c, ECHO_PATHS.Unary, { authorization: AUTH.authorization, 'function-id': 'fn-echo' })),
-    wireFrame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.concat(UNARY_BODY)),
+    frame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.concat(UNARY_BODY)),
   ]));
   await waitFor(() => raw.frames.some((f) => f.type === FrameType.HEADERS && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0), 5000, 'the call answered');
   let reset: string | undefined;
@@ -543,7 +513,7 @@ t.test('a client breaking HTTP/2 gets GOAWAY and is closed; others carry on', as
   ];
   for (const c of cases) {
     const answer = await rawTcp(gw.h2c, c.bytes, 5000); // resolves only once the gateway closed the connection
-    const frames = parseFrames(answer);
+    const { frames } = parseFrames(answer);
     const goaway = frames.find((f) => f.type === FRAME_GOAWAY);
     t.ok(goaway !== undefined, `${c.what}: GOAWAY received, then the connection closed (frame types ${frames.map((f) => f.type).join(',')})`);
     const code = goaway?.payload.readUInt32BE(4);

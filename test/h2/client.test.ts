@@ -11,6 +11,7 @@ import { CONNECTION_LOST, type ConnectionHooks } from '../../lib/h2/connection.t
 import { ErrorCode, FrameType } from '../../lib/h2/constants.ts';
 import { DEFAULT_LIMITS, newCounters } from '../../lib/h2/limits.ts';
 import type { H2Stream } from '../../lib/h2/stream.ts';
+import { parseFrames } from '../abuse/h2-wire.ts';
 import { closeServer } from '../helpers/backend.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { collector } from './support/collector.ts';
@@ -205,11 +206,7 @@ async function barePeer(t: Test) {
 }
 
 /** The type of each frame in `bytes` after the preface. */
-function frameTypes(bytes: Buffer): number[] {
-  const types: number[] = [];
-  for (let at = 24; at + 9 <= bytes.length; at += 9 + bytes.readUIntBE(at, 3)) types.push(bytes[at + 3] as number);
-  return types;
-}
+const frameTypes = (bytes: Buffer): number[] => parseFrames(bytes.subarray(24)).frames.map((f) => f.type);
 
 t.test('a graceful close of an idle connection sends its FIN at once: no GOAWAY, no waiting for the peer', async (t) => {
   const { peer, conn, bytes, end } = await barePeer(t);
