@@ -278,9 +278,10 @@ export class SessionManager {
 
   /** A session's binding ended (its connection closed, or its endpoint went away). */
   end(session: Session): void {
-    const { group, groupKey, record } = session as BoundSession; // every Session is made by #bind
+    const { group, record } = session as BoundSession; // every Session is made by #bind
     if (!group.delete(session)) return; // already ended
-    if (group.size === 0 && this.#bound.get(groupKey) === group) this.#bound.delete(groupKey);
+    // A group leaves #bound only here, empty, so a session's group is the one #bound holds.
+    if (group.size === 0) this.#bound.delete(groupKey(session.functionId, session.versionId, session.endpoint.key));
     session.upstream.close();
     this.load.release(session.endpoint.key);
     this.versions.add(session.functionId, session.versionId, -1, 0);
@@ -333,7 +334,6 @@ export class SessionManager {
       slot: -1,
       record,
       group,
-      groupKey: key,
     };
     if (sealed) {
       session.token = sealed.token;
@@ -395,9 +395,8 @@ function allowed(cap: number, rank: ReplicaRank): string {
 /** A session with what ending it needs, so that end() looks nothing up. */
 interface BoundSession extends Session {
   readonly record: SessionRecord;
-  /** The live sessions of its endpoint it is among, and that group's key in #bound. */
+  /** The live sessions of its endpoint it is among (#bound's entry for them). */
   readonly group: SlotMap<Session, SessionOwner>;
-  readonly groupKey: string;
 }
 
 function groupKey(functionId: string, versionId: string, endpointKey: string): string {
