@@ -148,12 +148,9 @@ async function start(config: Config, log: Logger, opts: ServeOptions, started: S
   started.telemetry = telemetry;
   reportInternalError = (where, err) => telemetry.internalError(where, err);
   reportWaitEnded = (functionId, versionId, outcome, waitedMs) => telemetry.sessionWaitEnded(functionId, versionId, outcome, waitedMs);
-  telemetry.setRegistryStaleness(0);
   const kubernetes = started.kubernetes;
-  if (kubernetes) {
-    const timer = setInterval(() => telemetry.setRegistryStaleness(kubernetes.staleSeconds()), 1000).unref();
-    started.closables.push({ close: () => clearInterval(timer) });
-  }
+  // Read at each scrape, so the gauge is never a poll interval behind.
+  if (kubernetes) telemetry.setRegistryStaleness(() => kubernetes.staleSeconds());
   const gateway = new Gateway({
     registry,
     authenticator: new Authenticator(registry, verifier),

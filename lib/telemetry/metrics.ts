@@ -136,8 +136,8 @@ export class GatewayMetrics {
   /** Exceptions contained to their connection (each closed that connection, not the process). */
   internalErrors = 0;
   draining = false;
-  /** Seconds since the registry last matched its source; 0 for the file source. */
-  registryStalenessSeconds = 0;
+  /** Seconds since the registry last matched its source, read at each scrape; 0 for the file source. */
+  registryStaleness: () => number = () => 0;
 
   readonly #provider: MeterProvider;
   readonly #prometheus: PullMetricReader;
@@ -311,7 +311,7 @@ export class GatewayMetrics {
         unit: 's',
         description: 'Seconds since the registry of Functions last matched its source (0 while in sync).',
       })
-      .addCallback((r) => r.observe(this.registryStalenessSeconds));
+      .addCallback((r) => r.observe(this.registryStaleness()));
   }
 
   /** A held session stopped waiting. */

@@ -112,9 +112,9 @@ export class GatewayTelemetry implements Telemetry {
     this.metrics.sessionWaitEnded(functionId, versionId, outcome, waitedMs);
   }
 
-  /** Seconds the registry lags its source (the Kubernetes source will report it; the file source is always 0). */
-  setRegistryStaleness(seconds: number): void {
-    this.metrics.registryStalenessSeconds = seconds;
+  /** Where the seconds the registry lags its source come from (the file source's is always 0), read at each scrape. */
+  setRegistryStaleness(seconds: () => number): void {
+    this.metrics.registryStaleness = seconds;
   }
 
   /** Flushes spans, the last metrics push and the access log; an unreachable collector gets 5 s. */
