@@ -36,7 +36,7 @@ export interface EchoBackend {
   readonly blocked: number;
   /** Client-stream messages whose payload is not the test pattern (patternBytes) of its length. */
   readonly unexpectedPayloads: number;
-  /** Distinct peers (`call.getPeer()`): one per upstream connection. */
+  /** Connections that carried a call, one entry each (`call.getPeer()` and the accept number). */
   readonly peers: Set<string>;
   /** Every call started, in order. */
   readonly callLog: CallRecord[];
@@ -186,6 +186,8 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
   const host = opts.host ?? '127.0.0.1';
   const stats = { calls: 0, cancelled: 0, active: 0, blocked: 0, unexpectedPayloads: 0 };
   const peers = new Set<string>();
+  /** Remote address of each open connection -> its accept number (see the listener below). */
+  const liveConnections = new Map<string, number>();
   const callLog: CallRecord[] = [];
 
   /** Counts the call; returns its state and the reply template. */
@@ -193,7 +195,7 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
     stats.calls++;
     stats.active++;
     const peer = call.getPeer();
-    peers.add(peer);
+    peers.add(`${peer}#${liveConnections.get(peer) ?? 0}`);
     const abort = new AbortController();
     const c: CallState = { finished: false, signal: abort.signal };
     // grpc-js emits 'cancelled' when every call ends, also after a normal status.
@@ -297,9 +299,26 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
   const server = new grpc.Server({ 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
   server.addService(echoService, implementation);
   const hostPort = (h: string, p: number): string => (h.includes(':') ? `[${h}]:${p}` : `${h}:${p}`);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(hostPort(host, opts.port ?? 0), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  // The backend accepts connections itself and hands them to grpc-js, so `peers` can tell
+  // connections apart: an address alone repeats, as loopback reuses a closed port at once.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  let accepted = 0;
+  const listener = net.createServer((socket) => {
+    const id = ++accepted;
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    liveConnections.set(peer, id);
+    socket.once('close', () => {
+      if (liveConnections.get(peer) === id) liveConnections.delete(peer);
+    });
+    socket.setNoDelay(true);
+    injector.injectConnection(socket);
   });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen({ port: opts.port ?? 0, host }, () => resolve());
+  });
+  listener.on('error', () => {});
+  const port = (listener.address() as net.AddressInfo).port;
   const dialHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
 
   return {
@@ -326,13 +345,17 @@ export async function startEchoBackend(opts: { name: string; host?: string; port
     waitFor: (pred, timeoutMs) => waitFor(pred, timeoutMs, `backend ${name}`),
     stop: (timeoutMs = 10_000) =>
       new Promise<void>((resolve) => {
+        listener.close();
         const timer = setTimeout(() => server.forceShutdown(), timeoutMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();
         });
       }),
-    kill: () => server.forceShutdown(),
+    kill: () => {
+      listener.close();
+      server.forceShutdown();
+    },
   };
 }
 
