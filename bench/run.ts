@@ -342,7 +342,7 @@ async function measure(phase: Phase, name: ProxyName, proxy: RunningProxy, rec: 
       case 'upload':
       case 'download': {
         const r = await stream(ctx, proxy, phase);
-        put({ [`${phase}MBps`]: r.mbps, [`${phase}PeakRssMiB`]: r.peakRssMiB, [`${phase}ProxyCpuShare`]: r.proxyCpuShare });
+        put({ [`${phase}MBps`]: r.mbps, [`${phase}PeakRssMiB`]: r.peakRssMiB, [`${phase}ProxyCpuShare`]: r.proxyCpuShare, [`${phase}LoadCpuShare`]: r.loadCpuShare });
         rec.detail[phase] = r;
         break;
       }

@@ -2,7 +2,7 @@
 // time and memory are read from /proc around each measurement. Each returns plain numbers
 // and throws (with the tool's output) when a result cannot be trusted.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { cpuMicros, lastJson, peakRssKiB, processTree, rssKiB, runOk, sleep, start, stop, tail, waitForOutput } from './proc.ts';
+import { cpuJiffies, cpuMicros, lastJson, peakRssKiB, processTree, rssKiB, runOk, sleep, start, stop, tail, waitForOutput } from './proc.ts';
 import type { RunningProxy } from './proxies.ts';
 
 export interface LoadContext {
@@ -199,6 +199,11 @@ export interface StreamResult {
   peakRssMiB: number | undefined;
   /** The proxy's CPU time over the stream's wall time: near 1, the proxy's core was the limit. */
   proxyCpuShare: number | undefined;
+  /**
+   * How busy the load generators' core(s) were over the stream (0-1, per core): near 1, the
+   * client and backend ran out first, whatever the proxy. Undefined when the load is not pinned.
+   */
+  loadCpuShare: number | undefined;
 }
 
 /** A client stream (upload) or server stream (download) of streamBytes; the proxy's peak RSS. */
@@ -207,17 +212,22 @@ export async function stream(ctx: LoadContext, proxy: RunningProxy, mode: 'uploa
   if (pid !== undefined) resetPeakRss(pid);
   const timeoutS = 60 + Math.ceil(ctx.s.streamBytes / 20e6); // slower than 20 MB/s is a failure
   const cpu0 = pid === undefined ? 0 : cpuMicros(pid);
+  const load0 = ctx.cpus === undefined ? undefined : cpuJiffies(ctx.cpus);
   const out = await runOk(ctx.cpus, ctx.bin.benchkit, [
     'stream', '-target', proxy.target, '-mode', mode, '-bytes', String(ctx.s.streamBytes), '-chunk', String(ctx.s.streamChunk),
     '-timeout', `${timeoutS}s`, ...headerArgs(ctx, '-H'),
   ], (timeoutS + 15) * 1000);
   const cpu1 = pid === undefined ? 0 : cpuMicros(pid);
+  const load1 = ctx.cpus === undefined ? undefined : cpuJiffies(ctx.cpus);
   const r = lastJson<{ mbps: number; seconds: number }>(out);
   return {
     mbps: r.mbps,
     seconds: r.seconds,
     peakRssMiB: pid === undefined ? undefined : peakRssKiB(pid) / 1024,
     proxyCpuShare: pid === undefined ? undefined : (cpu1 - cpu0) / 1e6 / r.seconds,
+    // Over the client process's whole life (connect and set-up too), so slightly below the
+    // stream's own share.
+    loadCpuShare: load0 === undefined || load1 === undefined || load1.total === load0.total ? undefined : (load1.busy - load0.busy) / (load1.total - load0.total),
   };
 }
 

@@ -222,6 +222,36 @@ export function cpuMicros(root: number): number {
   return (ticks * 1e6) / ticksPerSecond();
 }
 
+/**
+ * Jiffies of the CPUs in `cpus` (taskset's list: "1", "0,2", "2-3") from /proc/stat: busy
+ * (everything but idle and iowait; stolen time counts as busy, the core was not free) and
+ * total. Undefined when the list cannot be read or a CPU is missing.
+ */
+export function cpuJiffies(cpus: string): { busy: number; total: number } | undefined {
+  const wanted = new Set<number>();
+  for (const part of cpus.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (m === null) return undefined;
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    for (let c = from; c <= to; c++) wanted.add(c);
+  }
+  let busy = 0;
+  let total = 0;
+  let found = 0;
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (.*)$/.exec(line);
+    if (m === null || !wanted.has(Number(m[1]))) continue;
+    const f = (m[2] as string).trim().split(/\s+/).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    const all = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    total += all;
+    busy += all - (f[3] ?? 0) - (f[4] ?? 0);
+    found++;
+  }
+  return found === wanted.size ? { busy, total } : undefined;
+}
+
 function statusKiB(pid: number, key: string): number {
   try {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -27,9 +27,11 @@ export function figures(latencyRps: number): Figure[] {
     { key: 'uploadMBps', label: 'client stream throughput', unit: 'MB/s', better: 'higher', digits: 0, phase: 'upload' },
     { key: 'uploadPeakRssMiB', label: 'peak RSS, client stream', unit: 'MiB', better: 'lower', proxyOnly: true, digits: 1, phase: 'upload' },
     { key: 'uploadProxyCpuShare', label: 'proxy CPU during the client stream', unit: 'cores', better: 'lower', proxyOnly: true, digits: 2, phase: 'upload' },
+    { key: 'uploadLoadCpuShare', label: 'load core busy during the client stream', unit: 'share', better: 'lower', digits: 2, phase: 'upload' },
     { key: 'downloadMBps', label: 'server stream throughput', unit: 'MB/s', better: 'higher', digits: 0, phase: 'download' },
     { key: 'downloadPeakRssMiB', label: 'peak RSS, server stream', unit: 'MiB', better: 'lower', proxyOnly: true, digits: 1, phase: 'download' },
     { key: 'downloadProxyCpuShare', label: 'proxy CPU during the server stream', unit: 'cores', better: 'lower', proxyOnly: true, digits: 2, phase: 'download' },
+    { key: 'downloadLoadCpuShare', label: 'load core busy during the server stream', unit: 'share', better: 'lower', digits: 2, phase: 'download' },
     { key: 'connPerSec', label: 'new connection + first RPC', unit: '/s', better: 'higher', digits: 0, phase: 'connrate' },
     { key: 'cpuUsPerConn', label: 'proxy CPU per new connection + RPC', unit: 'µs', better: 'lower', proxyOnly: true, digits: 0, phase: 'connrate' },
   ];
